@@ -1,0 +1,100 @@
+"""What a stage shows in the Prefect dashboard: progress, tables, markdown summaries, links.
+
+Thin wrappers over Prefect's artifact API that (a) work only when called inside a flow or task run and
+are silent no-ops otherwise (so stage code runs the same from a unit test), (b) sanitise artifact keys
+(Prefect allows lowercase letters, digits and dashes) and (c) redact secrets from everything shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from typing import Any
+from uuid import UUID
+
+from primer.secrets import redact
+
+log = logging.getLogger("primer")
+
+
+def in_run() -> bool:
+    try:
+        from prefect.context import FlowRunContext, TaskRunContext
+
+        return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+    except Exception:
+        return False
+
+
+def artifact_key(text: str) -> str:
+    return re.sub(r"-+", "-", re.sub(r"[^a-z0-9-]", "-", text.lower())).strip("-")[:100] or "primer"
+
+
+def _clean(value: Any) -> Any:
+    if isinstance(value, str):
+        return redact(value)
+    if isinstance(value, float):
+        return round(value, 6)
+    return value
+
+
+def table(key: str, rows: list[dict[str, Any]], description: str = "") -> UUID | None:
+    if not in_run():
+        return None
+    from prefect.artifacts import create_table_artifact
+
+    clean = [{k: _clean(v) for k, v in row.items()} for row in rows]
+    return create_table_artifact(table=clean, key=artifact_key(key), description=redact(description))
+
+
+def markdown(key: str, text: str, description: str = "") -> UUID | None:
+    if not in_run():
+        return None
+    from prefect.artifacts import create_markdown_artifact
+
+    return create_markdown_artifact(markdown=redact(text), key=artifact_key(key), description=redact(description))
+
+
+def link(key: str, url: str, text: str = "", description: str = "") -> UUID | None:
+    if not in_run():
+        return None
+    from prefect.artifacts import create_link_artifact
+
+    return create_link_artifact(link=url, link_text=text or url, key=artifact_key(key),
+                                description=redact(description))
+
+
+class Progress:
+    """A progress artifact updated at most every `min_step` percent (each update is an API call)."""
+
+    def __init__(self, key: str, description: str = "", min_step: float = 2.0):
+        self.id: UUID | None = None
+        self.last = -min_step
+        self.min_step = min_step
+        if in_run():
+            from prefect.artifacts import create_progress_artifact
+
+            self.id = create_progress_artifact(progress=0.0, key=artifact_key(key), description=redact(description))
+
+    def update(self, fraction: float, force: bool = False) -> None:
+        pct = max(0.0, min(100.0, 100.0 * fraction))
+        if self.id is None or (not force and pct - self.last < self.min_step):
+            return
+        from prefect.artifacts import update_progress_artifact
+
+        update_progress_artifact(artifact_id=self.id, progress=pct)
+        self.last = pct
+
+    def done(self) -> None:
+        self.update(1.0, force=True)
+
+
+def markdown_table(rows: list[dict[str, Any]]) -> str:
+    """Render rows as a GitHub-flavoured markdown table (for summaries)."""
+    if not rows:
+        return "_(none)_\n"
+    cols = list(rows[0])
+    out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for row in rows:
+        out.append("| " + " | ".join(str(_clean(row.get(c, ""))) for c in cols) + " |")
+    return "\n".join(out) + "\n"
