@@ -103,8 +103,24 @@ def resolve_source(spec: SourceSpec, store_cfg: StoreConfig | None = None, index
     fmt = _detect_format(files, spec.format)
     src = ResolvedSource(spec=spec, name=spec.display_name(), format=fmt, base=base, files=files,
                          protocol="file" if fs.protocol in ("file", ("file", "local")) else _protocol(uri))
+    if fmt == "parquet":
+        for f in files:
+            _check_parquet(fs, f, spec.text_column, index)
     src.fingerprint = _fingerprint(fs, src)
     return src
+
+
+def _check_parquet(fs, path: str, column: str, index: int) -> None:
+    """Read only the footer: a corrupt file or a missing column fails now, before any heavy work."""
+    try:
+        with fs.open(path, "rb") as f:
+            names = pq.ParquetFile(f).schema_arrow.names
+    except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
+        raise InputError(f"{path}: not a readable Parquet file ({str(e)[:160]}). Re-export it or remove it "
+                         f"from pack.sources[{index}].") from None
+    if column not in names:
+        raise InputError(f"{path}: no column {column!r} (columns: {', '.join(names)}). Set "
+                         f"pack.sources[{index}].text_column to the column holding the text.")
 
 
 def _protocol(uri: str) -> str:

@@ -1,0 +1,103 @@
+"""`primer` command line: each stage's flow, with `--profile` and `--set section.field=value` overrides.
+
+Every option of every stage is a config field, documented once (`primer config --fields` lists them);
+the CLI adds only shortcuts for the most common ones. Errors in input or configuration print one line
+naming the field or file and exit with status 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any, Callable
+
+from primer.errors import PrimerError
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--profile", default="tiny", help="named profile: tiny (CPU, minutes), small (1 GPU), phi1 (8 GPUs)")
+    p.add_argument("--set", dest="sets", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set pack.seq_len=512 (repeatable)")
+    p.add_argument("--store", help="artifact store root (shortcut for --set store.root=URI), e.g. s3://bucket/primer")
+
+
+def _overrides(args: argparse.Namespace) -> dict[str, Any]:
+    from primer.config import parse_set_args
+
+    overrides = parse_set_args(args.sets)
+    if getattr(args, "store", None):
+        overrides["store.root"] = args.store
+    sources = getattr(args, "source", None)
+    if sources:
+        specs = []
+        for item in sources:
+            uri, _, weight = item.rpartition("@") if "@" in item else (item, "", "")
+            specs.append({"uri": uri, **({"weight": weight} if weight else {})})
+        overrides["pack.sources"] = specs
+    return overrides
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    from primer.config import describe_fields, load_config
+
+    if args.fields:
+        for name, default, help_text in describe_fields():
+            print(f"{name:32} {default:>16}  {help_text}")
+        return 0
+    cfg = load_config(args.profile, _overrides(args))
+    print(json.dumps(cfg.to_dict(), indent=2))
+    return 0
+
+
+def _run_flow(flow_fn: Callable[..., Any], args: argparse.Namespace) -> int:
+    from primer.config import load_config
+
+    overrides = _overrides(args)
+    load_config(args.profile, overrides)  # fail fast, before Prefect starts, on a bad value
+    result = flow_fn(profile=args.profile, overrides=overrides)
+    print(result)
+    return 0
+
+
+def cmd_pack(args: argparse.Namespace) -> int:
+    from flows.pack import pack
+
+    return _run_flow(pack, args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="primer", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("config", help="print the resolved configuration, or every field with --fields")
+    _common(p)
+    p.add_argument("--fields", action="store_true", help="list every config field with its default and help")
+    p.set_defaults(func=cmd_config)
+
+    p = sub.add_parser("pack", help="tokenize documents and pack EOS-delimited rows into Parquet shards")
+    _common(p)
+    p.add_argument("--source", action="append", metavar="URI[@WEIGHT]",
+                   help="a document source (folder, Parquet/JSONL file or folder, any store URI); repeatable; "
+                        "replaces pack.sources")
+    p.set_defaults(func=cmd_pack)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except PrimerError as e:
+        print(f"primer {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"primer {args.command}: interrupted; finished outputs are kept, re-run to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

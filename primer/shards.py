@@ -1,0 +1,72 @@
+"""The token-shard data contract: how packed rows are written and read.
+
+A token-shard output (stage `pack`) is a directory with
+
+    train-00000.parquet, train-00001.parquet, ...   one column `input_ids`: fixed_size_list<int32>[seq_len]
+    val-00000.parquet, ...
+    manifest.json                                     written last (see primer.store)
+
+Every row holds exactly `seq_len` token ids: documents joined by EOS (each document is followed by one EOS),
+no padding. Concatenating a split's rows in shard order gives the split's token stream; document boundaries
+are where EOS stands. Readers list shards from the manifest, never from a directory listing, so a crashed
+writer's leftovers are never read.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from primer.errors import StoreError
+from primer.store import ArtifactStore
+
+COLUMN = "input_ids"
+SPLITS = ("train", "val")
+
+
+def shard_name(split: str, index: int) -> str:
+    return f"{split}-{index:05d}.parquet"
+
+
+def write_shard(path: Path, rows: np.ndarray) -> None:
+    """rows: int32 [n_rows, seq_len] -> one Parquet file (deterministic bytes for the same rows)."""
+    n_rows, seq_len = rows.shape
+    values = pa.array(np.ascontiguousarray(rows, dtype=np.int32).reshape(-1), type=pa.int32())
+    column = pa.FixedSizeListArray.from_arrays(values, seq_len)
+    pq.write_table(pa.table({COLUMN: column}), path, compression="zstd", row_group_size=max(1, n_rows))
+
+
+def read_shard_bytes(data: bytes | Path | str) -> np.ndarray:
+    """One shard -> int32 [n_rows, seq_len]."""
+    source = pa.BufferReader(data) if isinstance(data, bytes) else str(data)
+    table = pq.read_table(source, columns=[COLUMN])
+    column = table.column(COLUMN).combine_chunks()
+    seq_len = column.type.list_size
+    return column.values.to_numpy(zero_copy_only=False).astype(np.int32, copy=False).reshape(-1, seq_len)
+
+
+def load_manifest(store: ArtifactStore, uri: str) -> dict[str, Any]:
+    manifest_uri = f"{uri.rstrip('/')}/manifest.json"
+    if not store.exists(manifest_uri):
+        raise StoreError(f"{uri}: incomplete token-shard output (no manifest.json); re-run `primer pack`")
+    return store.read_json(manifest_uri)
+
+
+def iter_split(store: ArtifactStore, uri: str, split: str = "train") -> Iterator[np.ndarray]:
+    """Yield each shard of `split` as int32 [n_rows, seq_len], in order."""
+    manifest = load_manifest(store, uri)
+    for name in manifest["splits"][split]["shards"]:
+        yield read_shard_bytes(store.read_bytes(f"{uri.rstrip('/')}/{name}"))
+
+
+def read_split(store: ArtifactStore, uri: str, split: str = "train") -> np.ndarray:
+    """All rows of a split as one int32 [n_rows, seq_len] array (small data and tests)."""
+    manifest = load_manifest(store, uri)
+    parts = list(iter_split(store, uri, split))
+    if not parts:
+        return np.zeros((0, manifest["seq_len"]), dtype=np.int32)
+    return np.concatenate(parts)

@@ -1,0 +1,120 @@
+"""Train a byte-level BPE tokenizer (Hugging Face `tokenizers`) or load one from a tokenizer.json URI.
+
+A trained tokenizer is itself a content-addressed output (`tokenizer/<key>/tokenizer.json`): the same
+sources, seed and settings reuse it; the pack manifest records its sha256.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable
+
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
+from primer.errors import InputError
+from primer.settings.pack import TokenizerConfig
+from primer.store import ArtifactStore, content_key, sha256_bytes
+
+TOKENIZER_VERSION = 1
+log = logging.getLogger("primer.tokenizer")
+
+
+@dataclass
+class TokenizerRef:
+    uri: str
+    sha256: str
+    vocab_size: int
+    eos_id: int
+    eos_token: str
+    trained: bool
+
+
+def build_trainer_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.BpeTrainer]:
+    tok = Tokenizer(models.BPE())
+    # Byte-level: every string is encodable (no unknown token), and decode(encode(x)) == x.
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=cfg.vocab_size,
+        min_frequency=cfg.min_frequency,
+        special_tokens=[cfg.eos_token],  # id 0
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    return tok, trainer
+
+
+def sample_texts(texts: list[str], max_bytes: int, seed: int) -> list[str]:
+    """A seeded sample of documents totalling at most `max_bytes` (at least one document)."""
+    order = list(range(len(texts)))
+    random.Random(seed).shuffle(order)
+    picked, used = [], 0
+    for i in order:
+        size = len(texts[i].encode("utf-8", "ignore"))
+        if picked and used + size > max_bytes:
+            continue
+        picked.append(texts[i])
+        used += size
+    return picked
+
+
+def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
+    texts = list(texts)
+    tok, trainer = build_trainer_tokenizer(cfg)
+    tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
+    return tok
+
+
+def tokenizer_ref(tok: Tokenizer, uri: str, eos_token: str, trained: bool) -> TokenizerRef:
+    eos_id = tok.token_to_id(eos_token)
+    if eos_id is None:
+        raise InputError(f"tokenizer {uri}: has no {eos_token!r} token; set tokenizer.eos_token to its "
+                         "end-of-document token or train one (leave tokenizer.uri empty)")
+    return TokenizerRef(uri=uri, sha256=sha256_bytes(tok.to_str().encode()), vocab_size=tok.get_vocab_size(),
+                        eos_id=eos_id, eos_token=eos_token, trained=trained)
+
+
+def load_tokenizer(store: ArtifactStore, uri: str, eos_token: str) -> tuple[Tokenizer, TokenizerRef]:
+    """Load tokenizer.json from any URI (a store URI, a local path, s3://...)."""
+    from primer.store import filesystem_for
+
+    try:
+        fs, path = filesystem_for(uri, store.cfg)
+        data = fs.cat_file(path)
+    except FileNotFoundError:
+        raise InputError(f"tokenizer.uri {uri!r}: not found") from None
+    except Exception as e:
+        raise InputError(f"tokenizer.uri {uri!r}: cannot read ({type(e).__name__}: {str(e)[:160]})") from None
+    try:
+        tok = Tokenizer.from_str(data.decode("utf-8"))
+    except Exception as e:
+        raise InputError(f"tokenizer.uri {uri!r}: not a tokenizer.json file ({str(e)[:160]})") from None
+    return tok, tokenizer_ref(tok, uri, eos_token, trained=False)
+
+
+def prepare_tokenizer(store: ArtifactStore, cfg: TokenizerConfig, texts: Callable[[], list[str]],
+                      input_hashes: list[str], seed: int) -> tuple[Tokenizer, TokenizerRef]:
+    """Load `cfg.uri`, or train on a seeded sample of `texts()` and store it (reused when inputs match)."""
+    if cfg.uri:
+        return load_tokenizer(store, cfg.uri, cfg.eos_token)
+    settings = {k: v for k, v in asdict(cfg).items() if k != "uri"}
+    out = store.output("tokenizer", content_key(TOKENIZER_VERSION, settings, sorted(input_hashes), seed))
+    if out.is_complete():
+        tok, ref = load_tokenizer(store, out.file_uri("tokenizer.json"), cfg.eos_token)
+        log.info("reusing tokenizer %s", out.uri)
+        return tok, TokenizerRef(**{**asdict(ref), "trained": True})
+    out.clean_partial()
+    sample = sample_texts(texts(), cfg.train_max_bytes, seed)
+    if not sample:
+        raise InputError("tokenizer: no documents to train on; check pack.sources")
+    log.info("training a %d-token byte-level BPE on %d documents", cfg.vocab_size, len(sample))
+    tok = train_tokenizer(sample, cfg)
+    ref = tokenizer_ref(tok, out.file_uri("tokenizer.json"), cfg.eos_token, trained=True)
+    with out.open_local("tokenizer.json") as local:
+        local.write_text(tok.to_str())
+    out.commit({"kind": "tokenizer", "version": TOKENIZER_VERSION, "config": settings, "seed": seed,
+                "inputs": sorted(input_hashes), "sha256": ref.sha256, "vocab_size": ref.vocab_size,
+                "eos_id": ref.eos_id, "train_documents": len(sample)})
+    return tok, ref
