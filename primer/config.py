@@ -34,10 +34,11 @@ from primer.settings.curate import CurateConfig
 from primer.settings.pack import PackConfig, SourceSpec, TokenizerConfig
 from primer.settings.store import StoreConfig
 from primer.settings.synth import SynthConfig, TeacherConfig
+from primer.settings.train import ModelSection, PhaseConfig, TrainConfig
 
 PROFILES_DIR = Path(__file__).parent / "profiles"
 __all__ = ["PrimerConfig", "StoreConfig", "SourceSpec", "TokenizerConfig", "PackConfig", "CurateConfig",
-           "TeacherConfig", "SynthConfig", "load_config", "parse_set_args", "validate", "ConfigError"]
+           "TeacherConfig", "SynthConfig", "ModelSection", "PhaseConfig", "TrainConfig", "load_config", "parse_set_args", "validate", "ConfigError"]
 
 
 @dataclass
@@ -51,6 +52,8 @@ class PrimerConfig:
     curate: CurateConfig = knob(default_factory=CurateConfig, help="Filtering, dedup, quality, decontamination.")
     teacher: TeacherConfig = knob(default_factory=TeacherConfig, help="The OpenAI-compatible teacher endpoint.")
     synth: SynthConfig = knob(default_factory=SynthConfig, help="Synthetic textbooks and exercises.")
+    model: ModelSection = knob(default_factory=ModelSection, help="Model shape.")
+    train: TrainConfig = knob(default_factory=TrainConfig, help="DeepSpeed training: pretrain and finetune phases.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

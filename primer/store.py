@@ -196,7 +196,13 @@ class StageOutput:
         self.store, self.stage, self.key = store, stage, key
         self.uri = store.uri(stage, key)
         self.files: list[FileRecord] = []
-        self._staging = Path(tempfile.mkdtemp(prefix=f"primer-{stage}-"))
+        self._staging_dir: Path | None = None
+
+    @property
+    def _staging(self) -> Path:
+        if self._staging_dir is None:
+            self._staging_dir = Path(tempfile.mkdtemp(prefix=f"primer-{self.stage}-"))
+        return self._staging_dir
 
     def __repr__(self) -> str:
         return f"StageOutput({self.uri})"
@@ -264,7 +270,8 @@ class StageOutput:
             "content_hash": content_key([(r.name, r.sha256) for r in files], length=64),
         }
         self.store.write_json(self.manifest_uri, full)
-        shutil.rmtree(self._staging, ignore_errors=True)
+        if self._staging_dir is not None:
+            shutil.rmtree(self._staging_dir, ignore_errors=True)
         return full
 
 

@@ -15,10 +15,14 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ["tests.support.fixtures"]  # openai_server (loopback teacher), teacher_config, local_store
+
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 REPO = Path(__file__).resolve().parents[1]
+# MBPP is never committed: tests read the copy in ../shared (CI clones the repo beside it).
+MBPP_PATH = os.environ.get("PRIMER_MBPP_PATH") or str(REPO.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl")
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # Real, varied code: a few small standard-library packages (~60 files, ~1.5 MB).
 CORPUS_PACKAGES = ("json", "email", "html", "http", "urllib", "wsgiref", "xmlrpc", "dbm", "concurrent")

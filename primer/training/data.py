@@ -1,0 +1,104 @@
+"""Rows of packed token shards for training: random access from any store, deterministic per-rank batches.
+
+The order of rows is a pure function of (seed, epoch): with `shuffle`, the shards are permuted and the rows
+inside each shard are permuted (two levels, so a rank reads one shard at a time instead of jumping across
+all of them). Global sample g of the run is row `order(epoch)[g % n_rows]` with epoch = g // n_rows, and
+step s / rank r / micro-batch m reads samples
+
+    g = s * batch_size + m * (micro_batch * world) + r * micro_batch + [0 .. micro_batch)
+
+so resuming at step s needs no saved loader state, and every rank reads a disjoint slice.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import numpy as np
+
+from primer.shards import load_manifest, read_shard_bytes
+from primer.store import ArtifactStore
+
+
+class ShardRows:
+    """Random access to the rows of one split of a token-shard output, with a small shard cache."""
+
+    def __init__(self, store: ArtifactStore, uri: str, split: str, cache_shards: int = 4):
+        self.store, self.uri = store, uri.rstrip("/")
+        self.manifest: dict[str, Any] = load_manifest(store, self.uri)
+        info = self.manifest["splits"][split]
+        self.shards: list[str] = info["shards"]
+        self.n_rows: int = info["rows"]
+        self.seq_len: int = self.manifest["seq_len"]
+        self.rows_per_shard: int = self.manifest["config"]["rows_per_shard"]
+        self._cache: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._cache_shards = cache_shards
+
+    def __len__(self) -> int:
+        return self.n_rows
+
+    def shard_rows(self, shard: int) -> int:
+        return min(self.rows_per_shard, self.n_rows - shard * self.rows_per_shard)
+
+    def _shard(self, index: int) -> np.ndarray:
+        if index in self._cache:
+            self._cache.move_to_end(index)
+            return self._cache[index]
+        rows = read_shard_bytes(self.store.read_bytes(f"{self.uri}/{self.shards[index]}"))
+        self._cache[index] = rows
+        if len(self._cache) > self._cache_shards:
+            self._cache.popitem(last=False)
+        return rows
+
+    def row(self, i: int) -> np.ndarray:
+        shard, offset = divmod(i, self.rows_per_shard)
+        return self._shard(shard)[offset]
+
+
+class RowOrder:
+    """The deterministic order of rows for each epoch (see module docstring)."""
+
+    def __init__(self, rows: ShardRows, seed: int, shuffle: bool):
+        self.rows, self.seed, self.shuffle = rows, seed, shuffle
+        self._epoch, self._order = -1, np.arange(0)
+
+    def order(self, epoch: int) -> np.ndarray:
+        if epoch != self._epoch:
+            n_shards = len(self.rows.shards)
+            if not self.shuffle:
+                self._order = np.arange(len(self.rows))
+            else:
+                rng = np.random.default_rng([self.seed, epoch])
+                parts = []
+                for shard in rng.permutation(n_shards):
+                    start = int(shard) * self.rows.rows_per_shard
+                    parts.append(start + rng.permutation(self.rows.shard_rows(int(shard))))
+                self._order = np.concatenate(parts) if parts else np.arange(0)
+            self._epoch = epoch
+        return self._order
+
+    def sample(self, g: int) -> int:
+        n = len(self.rows)
+        return int(self.order(g // n)[g % n])
+
+
+def micro_batch(rows: ShardRows, order: RowOrder, step: int, micro: int, rank: int, world: int,
+                micro_batch_size: int, batch_size: int) -> np.ndarray:
+    """int64 [micro_batch_size, seq_len] token ids for (step, micro-batch index, rank)."""
+    start = step * batch_size + micro * micro_batch_size * world + rank * micro_batch_size
+    return np.stack([rows.row(order.sample(g)) for g in range(start, start + micro_batch_size)]).astype(np.int64)
+
+
+def eval_batches(rows: ShardRows, n_batches: int, micro_batch_size: int, rank: int, world: int) -> list[np.ndarray]:
+    """A fixed slice of the validation split for this rank (the same rows at every evaluation)."""
+    out: list[np.ndarray] = []
+    if len(rows) == 0:
+        return out
+    for b in range(n_batches):
+        start = (b * world + rank) * micro_batch_size
+        idx = [i % len(rows) for i in range(start, start + micro_batch_size)]
+        if start >= len(rows) and b > 0:
+            break
+        out.append(np.stack([rows.row(i) for i in idx]).astype(np.int64))
+    return out

@@ -1,0 +1,346 @@
+"""The synthesize stage as plain functions (Prefect tasks in tasks/synth/__init__.py wrap them thinly).
+
+    result = run_synthesis(load_config("tiny", {...}))   # -> SynthResult(status, uri, reason, manifest)
+
+Phases: prepare (skip? reuse?) -> expand topics -> textbooks -> exercises -> verify -> variants -> write.
+Every teacher call goes through one ledger (`ledgers/<synth.ledger>/`), so a killed run resumes without
+paying twice, and a budget stop keeps everything answered so far.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from dataclasses import asdict, dataclass
+from typing import Any, Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from primer import dashboard
+from primer.config import PrimerConfig, fingerprint_fields
+from primer.store import ArtifactStore, content_key, open_store
+from primer.teacher import BUDGET_EXHAUSTED, Ledger, Teacher, TeacherUsage
+from tasks.synth import prompts as P
+from tasks.synth.quality import dedup, diversity_report
+from tasks.synth.validate import normalize_ws, parse_exercise, validate_textbook
+from tasks.synth.verify import verify_programs
+
+log = logging.getLogger("primer.synth")
+STAGE = "synthesize"
+STAGE_VERSION = 1
+TEXTBOOK_SOURCE = "synthetic_textbook"
+EXERCISE_SOURCE = "synthetic_exercise"
+
+TEXTBOOK_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()),
+                             ("topic", pa.string()), ("chapter", pa.string()), ("audience", pa.string()),
+                             ("style", pa.string()), ("model", pa.string()), ("request_key", pa.string())])
+EXERCISE_SCHEMA = pa.schema([("id", pa.string()), ("prompt", pa.string()), ("solution", pa.string()),
+                             ("tests", pa.string()), ("verified", pa.bool_()), ("failure_reason", pa.string()),
+                             ("failure_detail", pa.string()), ("topic", pa.string()), ("text", pa.string()),
+                             ("source", pa.string()), ("function_name", pa.string()), ("variant_of", pa.string()),
+                             ("model", pa.string()), ("request_key", pa.string())])
+DROP_SCHEMA = pa.schema([("id", pa.string()), ("kind", pa.string()), ("topic", pa.string()),
+                         ("reason", pa.string()), ("detail", pa.string())])
+
+
+@dataclass
+class SynthResult:
+    status: str                          # done | reused | skipped
+    uri: str | None = None
+    reason: str | None = None
+    manifest: dict[str, Any] | None = None
+
+    @property
+    def flow_value(self) -> str:
+        """What the flow returns: the output URI, or "skipped: <reason>"."""
+        return self.uri if self.uri else f"skipped: {self.reason}"
+
+
+def generation_fingerprint(cfg: PrimerConfig) -> dict[str, Any]:
+    """The teacher fields that change what is generated (not the endpoint, concurrency or retries)."""
+    t = cfg.teacher
+    return {"model": t.model, "api": t.api, "sampling": t.sampling(), "max_tokens_total": t.max_tokens_total,
+            "max_cost_usd": t.max_cost_usd, "price": t.price() if t.max_cost_usd else None}
+
+
+def prepare(cfg: PrimerConfig) -> dict[str, Any]:
+    """Skip reason, or the content key and inputs; reuses a complete output with the same key."""
+    if not cfg.synth.enabled:
+        return {"skip": "synth.enabled is false"}
+    reason = cfg.teacher.skip_reason()
+    if reason:
+        return {"skip": reason}
+    topics, topics_sha = P.load_topic_tree(cfg.synth.topics_file, cfg.store)
+    pools, pools_sha = P.load_exercise_topics(cfg.synth.exercise_topics_file, cfg.store)
+    key = content_key(STAGE, STAGE_VERSION, fingerprint_fields(cfg.synth), generation_fingerprint(cfg),
+                      topics_sha, pools_sha)
+    store = open_store(cfg.store)
+    out = store.output(STAGE, key)
+    if out.is_complete():
+        manifest = out.read_manifest()
+        if not manifest.get("partial"):
+            return {"reuse": out.uri, "key": key, "manifest": manifest}
+    return {"key": key, "topics": topics, "pools": pools, "topics_sha": topics_sha, "pools_sha": pools_sha}
+
+
+def make_teacher(cfg: PrimerConfig, store: ArtifactStore | None = None) -> Teacher:
+    store = store or open_store(cfg.store)
+    ledger = Ledger(store, cfg.synth.ledger, commit_every=cfg.teacher.ledger_commit_every,
+                    commit_interval_s=cfg.teacher.ledger_commit_interval_s)
+    return Teacher(cfg.teacher, ledger)
+
+
+def _drop(rid: str, kind: str, topic: str, reason: str, detail: str = "") -> dict[str, str]:
+    return {"id": rid, "kind": kind, "topic": topic, "reason": reason, "detail": detail[:500]}
+
+
+def _answer_drop(answer: Any) -> str:
+    return "not_sent_budget" if answer.error == BUDGET_EXHAUSTED else "teacher_error"
+
+
+# ---- phases --------------------------------------------------------------------------------------------
+
+def expand_topics(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
+    """Seed topics, or (subtopics_per_topic > 0) the teacher's subtopics of each (seed kept if none)."""
+    k = cfg.synth.subtopics_per_topic
+    if k <= 0:
+        return {"topics": topics, "usage": asdict(TeacherUsage()), "drops": []}
+    teacher = make_teacher(cfg)
+    reqs = [teacher.request(P.subtopic_messages(t, k), meta={"topic": t.label}) for t in topics]
+    answers = teacher.run_sync(reqs)
+    leaves, drops = [], []
+    for t, a in zip(topics, answers):
+        subs = P.parse_subtopics(a.text, k) if a.ok else []
+        if not subs:
+            drops.append(_drop(f"topic-{a.key[:16]}", "topic", t.label,
+                               "no_subtopics" if a.ok else _answer_drop(a), a.error or (a.text or "")[:200]))
+            leaves.append(t)
+        leaves += [P.Topic(t.chapter, s, parent=t.name) for s in subs]
+    return {"topics": leaves, "usage": asdict(teacher.last_run), "drops": drops}
+
+
+def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
+    s = cfg.synth
+    plan = P.textbook_plan(topics, s.audiences, s.styles, s.textbooks, s.seed)
+    teacher = make_teacher(cfg)
+    reqs = [teacher.request(P.textbook_messages(item), sample_index=item["sample_index"]) for item in plan]
+    answers = teacher.run_sync(reqs)
+    rows, drops, failed = [], [], 0
+    for item, a in zip(plan, answers):
+        rid, topic = f"tb-{a.key[:16]}", item["topic"].label
+        if not a.ok:
+            failed += a.error != BUDGET_EXHAUSTED
+            drops.append(_drop(rid, "textbook", topic, _answer_drop(a), a.error or ""))
+            continue
+        v = validate_textbook(a.text, a.finish_reason, min_chars=s.min_chars, max_chars=s.max_chars,
+                              min_code_blocks=s.min_code_blocks)
+        if not v.ok:
+            drops.append(_drop(rid, "textbook", topic, v.reason, v.detail))
+            continue
+        rows.append({"id": rid, "text": v.text, "source": TEXTBOOK_SOURCE, "topic": topic,
+                     "chapter": item["topic"].chapter, "audience": item["audience"], "style": item["style"],
+                     "model": cfg.teacher.model, "request_key": a.key})
+    kept, dups = dedup(rows, s.dedup_threshold)
+    drops += [_drop(r["id"], "textbook", r["topic"], reason, f"duplicates {other}") for r, reason, other in dups]
+    return {"rows": kept, "drops": drops, "usage": asdict(teacher.last_run), "failed": failed,
+            "topics_requested": sorted({i["topic"].label for i in plan})}
+
+
+def _exercise_row(cfg: PrimerConfig, ex: Any, key: str, topic: str, prefix: str = "ex",
+                  variant_of: str = "") -> dict[str, Any]:
+    return {"id": f"{prefix}-{key[:16]}", "prompt": ex.prompt, "solution": ex.solution, "tests": ex.tests,
+            "verified": False, "failure_reason": "not_verified", "failure_detail": "", "topic": topic,
+            "text": ex.program, "source": EXERCISE_SOURCE, "function_name": ex.function_name,
+            "variant_of": variant_of, "model": cfg.teacher.model, "request_key": key}
+
+
+def generate_exercises(cfg: PrimerConfig, pools: dict[str, list[str]]) -> dict[str, Any]:
+    plan = P.exercise_plan(pools, cfg.synth.exercises, cfg.synth.seed)
+    teacher = make_teacher(cfg)
+    reqs = [teacher.request(P.exercise_messages(item), sample_index=item["sample_index"]) for item in plan]
+    answers = teacher.run_sync(reqs)
+    rows, drops, failed = [], [], 0
+    for item, a in zip(plan, answers):
+        if not a.ok:
+            failed += a.error != BUDGET_EXHAUSTED
+            drops.append(_drop(f"ex-{a.key[:16]}", "exercise", item["topic"], _answer_drop(a), a.error or ""))
+            continue
+        ex, reason, detail = parse_exercise(a.text, a.finish_reason, item["function_name"])
+        if ex is None:
+            drops.append(_drop(f"ex-{a.key[:16]}", "exercise", item["topic"], reason, detail))
+            continue
+        rows.append(_exercise_row(cfg, ex, a.key, item["topic"]))
+    return {"rows": rows, "drops": drops, "usage": asdict(teacher.last_run), "failed": failed,
+            "topics_requested": sorted({i["topic"] for i in plan})}
+
+
+def verify_exercises(cfg: PrimerConfig, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Set verified / failure_reason / failure_detail on each row by running its tests in the sandbox."""
+    if not cfg.synth.verify:
+        return [{**r, "verified": False, "failure_reason": "not_verified"} for r in rows]
+    results = verify_programs([(r["text"], r["tests"]) for r in rows], timeout_s=cfg.synth.verify_timeout_s)
+    return [{**r, "verified": ok, "failure_reason": reason, "failure_detail": detail}
+            for r, (ok, reason, detail) in zip(rows, results)]
+
+
+def generate_variants(cfg: PrimerConfig, rows: list[dict[str, Any]], pools: dict[str, list[str]]) -> dict[str, Any]:
+    """Semantics-preserving rewrites of verified exercises; each is re-verified by running its tests."""
+    n = cfg.synth.variants_per_exercise
+    base = [r for r in rows if r["verified"] and not r["variant_of"]]
+    if n <= 0 or not base:
+        return {"rows": [], "drops": [], "usage": asdict(TeacherUsage()), "failed": 0}
+    teacher = make_teacher(cfg)
+    plan = [(r, P.variant_name(r["function_name"], i, pools, cfg.synth.seed)) for r in base for i in range(n)]
+    reqs = [teacher.request(P.variant_messages(r, name)) for r, name in plan]
+    answers = teacher.run_sync(reqs)
+    out, drops, failed = [], [], 0
+    for (r, name), a in zip(plan, answers):
+        rid = f"exv-{a.key[:16]}"
+        if not a.ok:
+            failed += a.error != BUDGET_EXHAUSTED
+            drops.append(_drop(rid, "variant", r["topic"], _answer_drop(a), a.error or ""))
+            continue
+        ex, reason, detail = parse_exercise(a.text, a.finish_reason, name)
+        if ex is None:
+            drops.append(_drop(rid, "variant", r["topic"], reason, detail))
+            continue
+        out.append(_exercise_row(cfg, ex, a.key, r["topic"], prefix="exv", variant_of=r["id"]))
+    return {"rows": verify_exercises(cfg, out), "drops": drops, "usage": asdict(teacher.last_run),
+            "failed": failed}
+
+
+# ---- output --------------------------------------------------------------------------------------------
+
+def _merge_usage(parts: list[dict[str, Any]]) -> TeacherUsage:
+    total = TeacherUsage()
+    for p in parts:
+        total.add(TeacherUsage(**p))
+        if p.get("stopped"):
+            total.stopped = p["stopped"]
+    return total
+
+
+def _write_parquet(out: Any, name: str, rows: list[dict[str, Any]], schema: pa.Schema) -> None:
+    table = pa.Table.from_pylist([{f.name: r.get(f.name) for f in schema} for r in rows], schema=schema)
+    with out.open_local(name) as local:
+        pq.write_table(table, local, compression="zstd")
+
+
+def _samples_markdown(textbooks: list[dict], exercises: list[dict], drops: list[dict], n: int,
+                      usage: TeacherUsage, model: str) -> str:
+    from collections import Counter
+
+    lines = [f"# Synthesize: samples ({model})", ""]
+    if usage.stopped:
+        lines += [f"> **Stopped early:** {usage.stopped}", ""]
+    lines += ["## Textbook sections", ""]
+    for r in textbooks[:n]:
+        body = r["text"] if len(r["text"]) <= 1500 else r["text"][:1500] + "\n…"
+        lines += [f"### {r['topic']} — for {r['audience']} ({r['style']})", "", body, ""]
+    lines += ["## Exercises", ""]
+    for r in exercises[:n]:
+        flag = "verified" if r["verified"] else f"NOT verified ({r['failure_reason']})"
+        lines += [f"### `{r['function_name']}` — {r['topic']} — {flag}", "", "```python", r["text"], "```", "",
+                  "Tests:", "", "```python", r["tests"], "```", ""]
+    counts = Counter((d["kind"], d["reason"]) for d in drops)
+    lines += ["## Dropped", "", dashboard.markdown_table(
+        [{"kind": k, "reason": r, "count": c} for (k, r), c in sorted(counts.items())])]
+    return "\n".join(lines)
+
+
+def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks: dict[str, Any],
+                 exercises: dict[str, Any], variants: dict[str, Any], topics_phase: dict[str, Any]) -> dict[str, Any]:
+    store = open_store(cfg.store)
+    out = store.output(STAGE, key)
+    if out.is_complete():  # a partial output being redone: the old manifest goes first
+        store.fs.rm(store.to_path(out.manifest_uri))
+    out.clean_partial()
+    ex_rows, ex_drops = exercises["rows"] + variants["rows"], []
+    if not cfg.synth.keep_unverified and cfg.synth.verify:
+        ex_drops = [_drop(r["id"], "exercise", r["topic"], f"unverified:{r['failure_reason']}", r["failure_detail"])
+                    for r in ex_rows if not r["verified"]]
+        ex_rows = [r for r in ex_rows if r["verified"]]
+    ex_rows, dups = dedup(ex_rows, cfg.synth.dedup_threshold, key=lambda r: normalize_ws(r["text"]))
+    ex_drops += [_drop(r["id"], "exercise", r["topic"], reason, f"duplicates {other}") for r, reason, other in dups]
+    drops = topics_phase["drops"] + textbooks["drops"] + exercises["drops"] + variants["drops"] + ex_drops
+    usage = _merge_usage([topics_phase["usage"], textbooks["usage"], exercises["usage"], variants["usage"]])
+    failed = textbooks.get("failed", 0) + exercises.get("failed", 0) + variants.get("failed", 0)
+    diversity = {"textbooks": diversity_report(textbooks["rows"], textbooks.get("topics_requested", [])),
+                 "exercises": diversity_report(ex_rows, exercises.get("topics_requested", []))}
+
+    _write_parquet(out, "textbooks.parquet", textbooks["rows"], TEXTBOOK_SCHEMA)
+    _write_parquet(out, "exercises.parquet", ex_rows, EXERCISE_SCHEMA)
+    _write_parquet(out, "dropped.parquet", drops, DROP_SCHEMA)
+    out.write_json("diversity.json", diversity)
+    samples = _samples_markdown(textbooks["rows"], ex_rows, drops, cfg.synth.samples, usage, cfg.teacher.model)
+    with out.open_local("samples.md") as local:
+        local.write_text(samples)
+    from collections import Counter
+
+    manifest = out.commit({
+        "version": STAGE_VERSION,
+        "config": {"synth": dataclasses.asdict(cfg.synth), "teacher": generation_fingerprint(cfg)},
+        "inputs": inputs,
+        "datasets": {
+            "textbooks": {"file": "textbooks.parquet", "rows": len(textbooks["rows"]), "text_column": "text",
+                          "source": TEXTBOOK_SOURCE},
+            "exercises": {"file": "exercises.parquet", "rows": len(ex_rows), "text_column": "text",
+                          "source": EXERCISE_SOURCE, "verified": sum(r["verified"] for r in ex_rows)},
+            "dropped": {"file": "dropped.parquet", "rows": len(drops)},
+        },
+        "drops": dict(Counter(f"{d['kind']}:{d['reason']}" for d in drops)),
+        "teacher_usage": asdict(usage),
+        "stopped": usage.stopped,
+        "teacher_failures": failed,
+        "partial": failed > 0,   # transient teacher failures: a re-run retries them instead of reusing this
+    })
+    publish(cfg, manifest, usage, diversity, samples)
+    return manifest
+
+
+def publish(cfg: PrimerConfig, manifest: dict[str, Any], usage: TeacherUsage, diversity: dict[str, Any],
+            samples: str) -> None:
+    """Prefect artifacts (no-ops outside a run): usage/cost table, diversity table, samples markdown."""
+    dashboard.table("synthesize-teacher-usage", usage.rows(cfg.teacher.model),
+                    description="Teacher usage and cost" + (f" — stopped: {usage.stopped}" if usage.stopped else ""))
+    rows = []
+    for kind, rep in diversity.items():
+        rows.append({"dataset": kind, "documents": rep["documents"], "distinct_1": rep["distinct_1"]["distinct"],
+                     "distinct_2": rep["distinct_2"]["distinct"], "distinct_3": rep["distinct_3"]["distinct"],
+                     "topic_coverage": rep["topic_coverage"], "verified": rep.get("verified", "")})
+    dashboard.table("synthesize-diversity", rows, description="Distinct n-grams and topic coverage")
+    dashboard.markdown("synthesize-samples", samples, description=f"Samples — {manifest['uri']}")
+
+
+# ---- orchestration -------------------------------------------------------------------------------------
+
+PHASES = ("prepare", "expand_topics", "generate_textbooks", "generate_exercises", "verify_exercises",
+          "generate_variants", "write_output")
+
+
+def direct_ops() -> dict[str, Callable[..., Any]]:
+    g = globals()
+    return {name: g[name] for name in PHASES}
+
+
+def run_synthesis(cfg: PrimerConfig, ops: dict[str, Callable[..., Any]] | None = None) -> SynthResult:
+    """The whole stage. `ops` maps phase names to callables (the Prefect tasks, or the plain functions)."""
+    op = ops or direct_ops()
+    prep = op["prepare"](cfg)
+    if "skip" in prep:
+        log.warning("synthesize skipped: %s", prep["skip"])
+        dashboard.markdown("synthesize-skipped", f"# Synthesize skipped\n\n{prep['skip']}\n")
+        return SynthResult("skipped", reason=prep["skip"])
+    if "reuse" in prep:
+        log.info("synthesize: reusing %s", prep["reuse"])
+        return SynthResult("reused", uri=prep["reuse"], manifest=prep["manifest"])
+    topics_phase = op["expand_topics"](cfg, prep["topics"])
+    textbooks = op["generate_textbooks"](cfg, topics_phase["topics"])
+    exercises = op["generate_exercises"](cfg, prep["pools"])
+    exercises = {**exercises, "rows": op["verify_exercises"](cfg, exercises["rows"])}
+    variants = op["generate_variants"](cfg, exercises["rows"], prep["pools"])
+    manifest = op["write_output"](cfg, prep["key"], {"topics_sha256": prep["topics_sha"],
+                                                     "exercise_topics_sha256": prep["pools_sha"]},
+                                  textbooks, exercises, variants, topics_phase)
+    return SynthResult("done", uri=manifest["uri"], manifest=manifest)

@@ -1,0 +1,28 @@
+"""The synthesize flow on a real (temporary) Prefect server: output URI, skip contract, artifacts."""
+
+import pytest
+
+from primer.store import MANIFEST
+from tests.synth.test_stage import overrides
+
+
+@pytest.mark.slow
+def test_flow_returns_uri_and_publishes_usage(prefect_harness, scripted_server, tmp_path, monkeypatch):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    from flows.synthesize import synthesize
+
+    ov = overrides(scripted_server, tmp_path / "store", **{"synth.textbooks": 4, "synth.exercises": 2})
+    uri = synthesize(profile="tiny", overrides=ov)
+    assert uri.startswith(str(tmp_path / "store")) and "/synthesize/" in uri
+    assert (tmp_path / "store" / uri.split(str(tmp_path / "store") + "/", 1)[1] / MANIFEST).exists()
+    assert synthesize(profile="tiny", overrides=ov) == uri          # reused
+    with get_client(sync_client=True) as client:
+        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
+            key=ArtifactFilterKey(any_=["synthesize-teacher-usage", "synthesize-samples"])))
+    assert {"synthesize-teacher-usage", "synthesize-samples"} <= {a.key for a in arts}
+
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    skipped = synthesize(profile="tiny", overrides={**ov, "teacher.base_url": "", "teacher.api_key_env": "NOPE_KEY"})
+    assert skipped.startswith("skipped: no teacher configured")

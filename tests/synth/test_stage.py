@@ -1,0 +1,116 @@
+import pyarrow.parquet as pq
+
+from primer.config import load_config
+from primer.store import open_store
+from tasks.synth import prompts as P
+from tasks.synth.stage import run_synthesis, verify_exercises
+from tasks.synth.validate import parse_exercise
+from tests.support.fixtures import TEST_KEY_ENV
+from tests.support.openai_server import FaultPlan
+from tests.synth import scripted
+from tests.synth.scripted import exercise
+
+
+def overrides(server, root, **kw):
+    return {"store.root": str(root), "teacher.base_url": server.url, "teacher.model": "loopback-model",
+            "teacher.api_key_env": TEST_KEY_ENV, "teacher.backoff_base_s": 0.01, "teacher.backoff_max_s": 0.1,
+            "teacher.timeout_s": 10, "teacher.max_retries": 6, "teacher.ledger_commit_interval_s": 0.05,
+            "synth.textbooks": 12, "synth.exercises": 8, "synth.verify_timeout_s": 2.0,
+            "synth.dedup_threshold": 1.0, "synth.min_chars": 300, **kw}
+
+
+def _rows(uri, name):
+    store = open_store(load_config("tiny", {"store.root": uri.rsplit("/synthesize/", 1)[0]}).store)
+    return pq.read_table(store.download(f"{uri}/{name}", f"/tmp/primer-test-{name}")).to_pylist(), store
+
+
+def test_verification_catches_wrong_hanging_and_crashing_solutions():
+    cfg = load_config("tiny", {"synth.verify_timeout_s": 1.5})
+    rows = []
+    for kind in ("good", "wrong", "hang", "crash"):
+        ex, reason, _ = parse_exercise(exercise(f"f_{kind}", kind), "stop", f"f_{kind}")
+        assert reason == ""
+        rows.append({"text": ex.program, "tests": ex.tests, "id": kind})
+    out = {r["id"]: r for r in verify_exercises(cfg, rows)}
+    assert out["good"]["verified"] and out["good"]["failure_reason"] == ""
+    assert not out["wrong"]["verified"] and "AssertionError" in out["wrong"]["failure_reason"]
+    assert not out["hang"]["verified"] and out["hang"]["failure_reason"] == "timeout"
+    assert not out["crash"]["verified"] and "RuntimeError" in out["crash"]["failure_reason"]
+    assert "boom" in out["crash"]["failure_detail"]
+
+
+def test_skipped_without_teacher(monkeypatch, tmp_path):
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    monkeypatch.delenv("NO_KEY_HERE", raising=False)
+    cfg = load_config("tiny", {"store.root": str(tmp_path), "teacher.api_key_env": "NO_KEY_HERE"})
+    res = run_synthesis(cfg)
+    assert res.status == "skipped" and res.flow_value.startswith("skipped: no teacher configured")
+    assert run_synthesis(load_config("tiny", {"synth.enabled": False})).flow_value == "skipped: synth.enabled is false"
+
+
+def test_end_to_end_through_faults(scripted_server, tmp_path):
+    server = scripted_server
+    server.faults = FaultPlan(rate_limit=0.1, server_error=0.1, malformed=0.1, retry_after=0.01, seed=7)
+    cfg = load_config("tiny", overrides(server, tmp_path / "store", **{"synth.subtopics_per_topic": 2,
+                                                                         "synth.variants_per_exercise": 1}))
+    topics, _ = P.load_topic_tree()
+    pools, _ = P.load_exercise_topics()
+    leaves = [P.Topic(t.chapter, f"{t.name}: aspect {i + 1}", parent=t.name) for t in topics for i in range(2)]
+    tb_plan = P.textbook_plan(leaves, cfg.synth.audiences, cfg.synth.styles, 12, cfg.synth.seed)
+    scripted.BAD_TEXTBOOKS.update({tb_plan[0]["topic"].name: "syntax", tb_plan[1]["topic"].name: "short",
+                                   tb_plan[2]["topic"].name: "duplicate", tb_plan[3]["topic"].name: "duplicate",
+                                   tb_plan[4]["topic"].name: "refusal"})
+    ex_plan = P.exercise_plan(pools, 8, cfg.synth.seed)
+    names = [i["function_name"] for i in ex_plan]
+    scripted.BAD_EXERCISES.update({names[0]: "wrong", names[1]: "hang", names[2]: "crash", names[3]: "malformed"})
+
+    res = run_synthesis(cfg)
+    assert res.status == "done", res
+    m = res.manifest
+    assert m["partial"] is False and m["stopped"] is None
+    assert set(server.stats.per_key_success.values()) == {1}
+    tb, store = _rows(res.uri, "textbooks.parquet")
+    assert {"id", "text", "source", "topic", "audience"} <= set(tb[0])
+    assert len({r["id"] for r in tb}) == len(tb) == m["datasets"]["textbooks"]["rows"]
+    assert all(": aspect" in r["topic"] for r in tb)   # expanded subtopics were used
+    drops, _ = _rows(res.uri, "dropped.parquet")
+    reasons = {(d["kind"], d["reason"]) for d in drops}
+    assert {("textbook", "code_syntax_error"), ("textbook", "too_short"), ("textbook", "duplicate"),
+            ("exercise", "malformed_exercise"), ("textbook", "refusal")} <= reasons
+    assert len(tb) == 12 - 4
+    ex, _ = _rows(res.uri, "exercises.parquet")
+    by_name = {r["function_name"]: r for r in ex}
+    assert not by_name[names[0]]["verified"] and "AssertionError" in by_name[names[0]]["failure_reason"]
+    assert by_name[names[1]]["failure_reason"] == "timeout"
+    assert "RuntimeError" in by_name[names[2]]["failure_reason"]
+    good = [r for r in ex if r["verified"] and not r["variant_of"]]
+    variants = [r for r in ex if r["variant_of"]]
+    assert good and len(variants) == len(good) and all(v["verified"] for v in variants)
+    for r in ex:
+        assert r["text"] == r["prompt"] + "\n" + r["solution"]
+    assert m["teacher_usage"]["succeeded"] == server.stats.successful
+    div = store.read_json(f"{res.uri}/diversity.json")
+    assert div["textbooks"]["distinct_2"]["distinct"] > 0.5 and 0 < div["textbooks"]["topic_coverage"] <= 1
+    assert store.read_bytes(f"{res.uri}/samples.md").decode().startswith("# Synthesize: samples")
+
+    # same config again: the finished output is reused, nothing is sent
+    before = server.stats.total
+    again = run_synthesis(cfg)
+    assert again.status == "reused" and again.uri == res.uri and server.stats.total == before
+    # a changed knob: new output; the ledger answers every request already paid for
+    more = run_synthesis(load_config("tiny", {**overrides(server, tmp_path / "store", **{
+        "synth.subtopics_per_topic": 2, "synth.variants_per_exercise": 1}), "synth.textbooks": 14}))
+    assert more.uri != res.uri and set(server.stats.per_key_success.values()) == {1}
+    assert server.stats.successful - m["teacher_usage"]["succeeded"] == 2
+
+
+def test_budget_cap_stops_keeps_and_says_so(scripted_server, tmp_path):
+    cfg = load_config("tiny", overrides(scripted_server, tmp_path / "store", **{
+        "teacher.max_tokens_total": 4000, "teacher.max_tokens": 600, "teacher.concurrency": 2,
+        "synth.textbooks": 20, "synth.exercises": 5}))
+    res = run_synthesis(cfg)
+    m = res.manifest
+    assert res.status == "done" and m["stopped"] and "max_tokens_total" in m["stopped"]
+    assert m["teacher_usage"]["ledger_tokens"] <= 4000
+    assert 0 < m["datasets"]["textbooks"]["rows"] < 20
+    assert m["drops"].get("textbook:not_sent_budget") and m["partial"] is False
