@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, get_run_logger, task
+from prefect import flow, get_run_logger
 
 from primer import dashboard
 from primer.config import PrimerConfig, load_config
+from primer.prefect_setup import stage_task, task_runner_for
 from primer.documents import DropCounter
 from primer.secrets import install_log_redaction
 from primer.settings.pack import PackConfig, SourceSpec, TokenizerConfig
@@ -22,13 +23,13 @@ from tasks.sources import ResolvedSource, read_documents, resolve_source
 from tasks.tokenizer import TokenizerRef, prepare_tokenizer
 
 
-@task(retries=2, retry_delay_seconds=5)
+@stage_task(network=True, cache=False)  # not cached: it computes the content fingerprints everything keys on
 def resolve_sources(specs: list[SourceSpec], store_cfg: StoreConfig) -> list[ResolvedSource]:
     """List each source's files and fingerprint their contents (network-touching: retried)."""
     return [resolve_source(spec, store_cfg, i) for i, spec in enumerate(specs)]
 
 
-@task
+@stage_task
 def get_tokenizer(store_cfg: StoreConfig, cfg: TokenizerConfig, sources: list[ResolvedSource],
                   seed: int) -> TokenizerRef:
     """Load the configured tokenizer.json, or train a byte-level BPE on the sources (reused if stored)."""
@@ -42,7 +43,7 @@ def get_tokenizer(store_cfg: StoreConfig, cfg: TokenizerConfig, sources: list[Re
     return ref
 
 
-@task
+@stage_task
 def pack_shards(store_cfg: StoreConfig, cfg: PackConfig, tok: TokenizerRef,
                 sources: list[ResolvedSource]) -> dict[str, Any]:
     """Tokenize, split, shuffle, cut and write the shards; reuse them when the inputs are unchanged."""
@@ -74,7 +75,7 @@ def publish(manifest: dict[str, Any]) -> None:
     dashboard.markdown("pack-summary", summary, "Pack stage summary")
 
 
-@flow(name="pack", log_prints=True)
+@flow(name="pack", log_prints=True, task_runner=task_runner_for("pack"))
 def pack(profile: str = "tiny", overrides: dict[str, Any] | None = None) -> str:
     """Pack document datasets into EOS-delimited token shards. Returns the shards' store URI.
 
@@ -87,7 +88,10 @@ def pack(profile: str = "tiny", overrides: dict[str, Any] | None = None) -> str:
     logger = get_run_logger()
     sources = resolve_sources(cfg.pack.sources, cfg.store)
     tok = get_tokenizer(cfg.store, cfg.tokenizer, sources, cfg.pack.seed)
-    manifest = pack_shards(cfg.store, cfg.pack, tok, sources)
+    state = pack_shards(cfg.store, cfg.pack, tok, sources, return_state=True)
+    manifest = state.result()
+    if state.name == "Cached":
+        manifest = {**manifest, "reused": True}
     publish(manifest)
     sp = manifest["splits"]
     logger.info("token shards %s: %d train rows, %d val rows of %d tokens%s", manifest["uri"], sp["train"]["rows"],

@@ -3,6 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
+bash scripts/ci-system-deps.sh   # Debian's chromium for the dashboard test; a no-op when present
 . .venv/bin/activate
 export PREFECT_SERVER_ANALYTICS_ENABLED=false TOKENIZERS_PARALLELISM=true
 export PREFECT_HOME="$PWD/.primer/prefect-test"
