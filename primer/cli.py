@@ -67,6 +67,18 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return _run_flow(pack, args)
 
 
+def cmd_synthesize(args: argparse.Namespace) -> int:
+    from flows.synthesize import synthesize
+
+    return _run_flow(synthesize, args)  # prints the output URI, or "skipped: <reason>" (not an error)
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from flows.train import train
+
+    return _run_flow(train, args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="primer", description=__doc__.split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +94,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a document source (folder, Parquet/JSONL file or folder, any store URI); repeatable; "
                         "replaces pack.sources")
     p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("synthesize", help="generate textbooks and verified exercises with an OpenAI-compatible teacher")
+    _common(p)
+    p.set_defaults(func=cmd_synthesize)
+
+    p = sub.add_parser("train", help="DeepSpeed ZeRO pretraining (and finetuning) with checkpoints on the store")
+    _common(p)
+    p.set_defaults(func=cmd_train)
     return parser
 
 

@@ -133,7 +133,7 @@ def _has_datasets(fs, base: str) -> bool:
 
 def _fingerprint(fs, src: ResolvedSource) -> str:
     """Hash of (relative name, content) for local files; of (name, ETag/size) for remote objects."""
-    h = hashlib.sha256(f"{src.format}|{src.spec.text_column}".encode())
+    h = hashlib.sha256(f"{src.format}|{src.spec.text_column}|{src.spec.keep_if}".encode())
     local = src.protocol == "file"
     for f in src.files:
         h.update(f[len(src.base):].encode() + b"\0")
@@ -207,6 +207,9 @@ def _read_jsonl(fs, path: str, rel: str, src: ResolvedSource, drops: DropCounter
             if not isinstance(record, dict) or col not in record:
                 drops.add(Drop(f"{rel}:{lineno}", src.name, "missing_text", f"{where}: no key {col!r}"))
                 continue
+            if src.spec.keep_if and not record.get(src.spec.keep_if):
+                drops.add(Drop(f"{rel}:{lineno}", src.name, f"not_{src.spec.keep_if}", where))
+                continue
             doc_id = str(record.get("id", f"{rel}:{lineno}"))
             doc = _keep(doc_id, record[col], src, drops, where)
             if doc:
@@ -233,16 +236,23 @@ def _parquet_rows(pf: pq.ParquetFile, path: str, rel: str, src: ResolvedSource,
     if col not in names:
         raise InputError(f"{path}: no column {col!r} (columns: {', '.join(names)}). Set the source's "
                          f"text_column, e.g. --set 'pack.sources=[{{uri: ..., text_column: {names[0]}}}]'.")
-    columns = [col] + (["id"] if "id" in names and col != "id" else [])
+    keep_if = src.spec.keep_if
+    if keep_if and keep_if not in names:
+        raise InputError(f"{path}: no column {keep_if!r} for keep_if (columns: {', '.join(names)})")
+    columns = [col] + (["id"] if "id" in names and col != "id" else []) + ([keep_if] if keep_if else [])
     row = 0
     try:
         for batch in pf.iter_batches(columns=columns, batch_size=4096):
             texts = batch.column(col).to_pylist()
             ids = batch.column("id").to_pylist() if "id" in columns else [None] * len(texts)
-            for text, doc_id in zip(texts, ids):
+            flags = batch.column(keep_if).to_pylist() if keep_if else [True] * len(texts)
+            for text, doc_id, flag in zip(texts, ids, flags):
                 doc_id = str(doc_id) if doc_id is not None else f"{rel}#{row}"
-                doc = _keep(doc_id, text, src, drops, f"{path} row {row}")
                 row += 1
+                if not flag:
+                    drops.add(Drop(doc_id, src.name, f"not_{keep_if}", f"{path} row {row - 1}"))
+                    continue
+                doc = _keep(doc_id, text, src, drops, f"{path} row {row - 1}")
                 if doc:
                     yield doc
     except (pa.ArrowInvalid, OSError) as e:

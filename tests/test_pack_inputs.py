@@ -127,3 +127,14 @@ def test_parquet_source_on_s3(tmp_path, s3_env, tiny_tokenizer):
     store = open_store(cfg)
     m = pack_documents(store, PackConfig(sources=[src.spec], seq_len=16, val_fraction=0.0), tok, ref, [src])
     assert m["uri"].startswith("s3://") and read_split(store, m["uri"]).shape[1] == 16
+
+
+def test_keep_if_filters_rows_by_a_boolean_column(tmp_path):
+    f = tmp_path / "exercises.parquet"
+    pq.write_table(pa.table({"id": ["a", "b", "c"], "text": ["x = 1\n", "y = 2\n", "z = 3\n"],
+                             "verified": [True, False, True]}), f)
+    src = resolve_source(SourceSpec(uri=str(f), keep_if="verified"))
+    drops = DropCounter()
+    assert [d.id for d in read_documents(src, drops)] == ["a", "c"]
+    assert drops.as_dict() == {"not_verified": 1}
+    assert src.fingerprint != resolve_source(SourceSpec(uri=str(f))).fingerprint

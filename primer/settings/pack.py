@@ -17,6 +17,8 @@ class SourceSpec:
     format: str = knob("auto", help="Input format.", choices=("auto", "dir", "parquet", "jsonl"))
     text_column: str = knob("text", help="Column/key holding the document text (Parquet/JSONL).")
     glob: str = knob("**/*.py", help="File pattern inside a folder of source files.")
+    keep_if: str = knob("", help="Parquet/JSONL: keep only rows whose boolean column of this name is true "
+                                 "(e.g. `verified` for synthetic exercises).")
 
     def display_name(self) -> str:
         if self.name:
