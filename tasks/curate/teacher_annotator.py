@@ -1,0 +1,71 @@
+"""The `teacher` annotator: phi-1's educational-value question to an OpenAI-compatible endpoint.
+
+Built on the shared client (`primer.teacher.Teacher`: async, retries with backoff on 429/5xx/timeouts,
+honours Retry-After) and its `Ledger` on the store (`ledgers/curate-annotate/`). The ledger key hashes
+(model, messages, params), and the messages hold the prompt and the document, so an answer is cached by
+(content, prompt, model): a re-run never sends a request that was answered before, whatever its score
+parsed to. Answers without a usable score (malformed, refusal, out of range) are counted, not fatal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from primer.errors import PrimerError
+from tasks.curate.annotate import PROMPT_VERSION, SYSTEM_PROMPT, Annotation, build_prompt, parse_score
+
+LEDGER = "curate-annotate"
+ANNOTATE_PARAMS = {"temperature": 0.0, "max_tokens": 64}
+
+
+class TeacherAnnotator:
+    name = "teacher"
+
+    def __init__(self, cfg, teacher_cfg, store):
+        from primer.teacher import Ledger, Teacher
+
+        if teacher_cfg is None:
+            raise PrimerError("curate.annotator=teacher needs the `teacher` settings")
+        if cfg.annotate_model:
+            teacher_cfg = dataclasses.replace(teacher_cfg, model=cfg.annotate_model)
+        reason = teacher_cfg.skip_reason() if hasattr(teacher_cfg, "skip_reason") else None
+        if reason:
+            raise PrimerError(f"curate.annotator=teacher: {reason}; or use --set curate.annotator=heuristic")
+        self.cfg, self.teacher_cfg = cfg, teacher_cfg
+        ledger = Ledger(store, LEDGER, commit_every=teacher_cfg.ledger_commit_every,
+                        commit_interval_s=teacher_cfg.ledger_commit_interval_s) if store is not None else None
+        self.teacher = Teacher(teacher_cfg, ledger)
+        self.usage: dict[str, Any] | None = None
+
+    def annotate(self, texts: list[str], keys: list[str]) -> list[Annotation]:
+        requests = []
+        for text, content_hash in zip(texts, keys):
+            messages = [{"role": "system", "content": SYSTEM_PROMPT},
+                        {"role": "user", "content": build_prompt(text, self.cfg.annotate_max_chars)}]
+            requests.append(self.teacher.request(messages, params=dict(ANNOTATE_PARAMS),
+                                                 meta={"sha256": content_hash, "prompt": PROMPT_VERSION}))
+        answers = self.teacher.run_sync(requests)
+        out = []
+        unusable = 0
+        for a in answers:
+            if not a.ok:
+                out.append(Annotation(None, error=f"request failed: {a.error}", extra={"cached": a.cached}))
+                unusable += 1
+                continue
+            score = parse_score(a.text)
+            if score is None:
+                unusable += 1
+                out.append(Annotation(None, rationale=(a.text or "")[:200], error="unparseable answer",
+                                      extra={"cached": a.cached}))
+            else:
+                out.append(Annotation(score, rationale=(a.text or "")[:200], extra={"cached": a.cached}))
+        usage = dataclasses.asdict(self.teacher.last_run)
+        usage["unusable_answers"] = unusable
+        usage["model"] = self.teacher_cfg.model
+        self.usage = usage
+        try:
+            self.teacher.publish_usage("curate-teacher-usage", self.teacher.last_run)
+        except Exception:  # the dashboard is never worth failing a run
+            pass
+        return out

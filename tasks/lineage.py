@@ -1,0 +1,96 @@
+"""Lineage: the run manifest that links every output of a pipeline run to its inputs by content hash.
+
+    runs/<run_id>/manifest.json
+    {"run_id", "profile", "overrides", "status",
+     "stages": {"curate": {"uri", "manifest", "content_hash", "inputs": [...]}, "pack": {...}, ...},
+     "external_inputs": [{"name", "uri", "fingerprint"}]}      raw sources outside the store
+
+Every stage entry points at a stage output in the store (its manifest.json) and carries that output's
+content hash, so a reader can check each link resolves (`verify_lineage`). The manifest is rewritten after
+each stage, so a killed run still shows how far it got; `status` becomes "complete" at the end.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from primer.errors import StoreError
+from primer.store import ArtifactStore
+
+
+def stage_entry(store: ArtifactStore, uri: str, inputs: list[str] | None = None, **extra: Any) -> dict[str, Any]:
+    """A lineage entry for a finished stage output (reads its manifest for the content hash)."""
+    manifest_uri = f"{uri.rstrip('/')}/manifest.json"
+    manifest = store.read_json(manifest_uri)
+    return {"uri": uri, "manifest": manifest_uri, "content_hash": manifest.get("content_hash"),
+            "kind": manifest.get("kind", manifest.get("stage")), "inputs": inputs or [], **extra}
+
+
+class RunLineage:
+    def __init__(self, store: ArtifactStore, run_id: str, profile: str, overrides: dict[str, Any]):
+        self.store, self.run_id = store, run_id
+        self.uri = store.uri("runs", run_id, "manifest.json")
+        self.doc: dict[str, Any] = {"run_id": run_id, "profile": profile, "overrides": overrides,
+                                    "status": "running", "started_unix": round(time.time(), 3),
+                                    "stages": {}, "external_inputs": [], "notes": []}
+        self.save()
+
+    def record(self, name: str, entry: dict[str, Any]) -> None:
+        self.doc["stages"][name] = entry
+        self.save()
+
+    def note(self, text: str) -> None:
+        self.doc["notes"].append(text)
+        self.save()
+
+    def finish(self) -> None:
+        self.doc["status"] = "complete"
+        self.doc["finished_unix"] = round(time.time(), 3)
+        self.save()
+
+    def save(self) -> None:
+        self.store.write_json(self.uri, self.doc)
+
+
+def load_lineage(store: ArtifactStore, run_id: str) -> dict[str, Any]:
+    uri = store.uri("runs", run_id, "manifest.json")
+    if not store.exists(uri):
+        raise StoreError(f"run {run_id!r}: no lineage at {uri}; list runs under {store.uri('runs')}")
+    return store.read_json(uri)
+
+
+def verify_lineage(store: ArtifactStore, doc: dict[str, Any]) -> list[str]:
+    """Problems found (empty = every stage's manifest exists and has the recorded content hash, and every
+    recorded input is the URI of another stage of the run or an external input)."""
+    problems = []
+    known = {e["uri"] for e in doc["stages"].values() if "uri" in e} | {e["uri"] for e in doc["external_inputs"]}
+    for name, entry in doc["stages"].items():
+        if "uri" not in entry:
+            continue  # a skipped stage
+        if not store.exists(entry["manifest"]):
+            problems.append(f"{name}: {entry['manifest']} does not exist")
+            continue
+        actual = store.read_json(entry["manifest"]).get("content_hash")
+        if actual != entry["content_hash"]:
+            problems.append(f"{name}: content hash {entry['content_hash']} != stored {actual}")
+        for inp in entry.get("inputs", []):
+            if inp not in known:
+                problems.append(f"{name}: input {inp} is not an output of this run nor an external input")
+    return problems
+
+
+def render_lineage(doc: dict[str, Any]) -> str:
+    lines = [f"run {doc['run_id']} ({doc['profile']}, {doc['status']})"]
+    for ext in doc["external_inputs"]:
+        lines.append(f"  source  {ext['name']:<12} {ext['uri']}  fingerprint {ext['fingerprint'][:16]}")
+    for name, entry in doc["stages"].items():
+        if "uri" not in entry:
+            lines.append(f"  {name:<14} skipped: {entry.get('reason', '')}")
+            continue
+        lines.append(f"  {name:<14} {entry['uri']}  hash {str(entry['content_hash'])[:16]}")
+        for inp in entry.get("inputs", []):
+            lines.append(f"  {'':<14}   <- {inp}")
+    for note in doc.get("notes", []):
+        lines.append(f"  note: {note}")
+    return "\n".join(lines)
