@@ -67,6 +67,26 @@ def cmd_pack(args: argparse.Namespace) -> int:
     return _run_flow(pack, args)
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from flows.pipeline import pipeline
+
+    return _run_flow(pipeline, args)
+
+
+def cmd_lineage(args: argparse.Namespace) -> int:
+    from primer.config import load_config
+    from primer.store import open_store
+    from tasks.lineage import load_lineage, render_lineage, verify_lineage
+
+    store = open_store(load_config(args.profile, _overrides(args)).store)
+    doc = load_lineage(store, args.run_id)
+    print(json.dumps(doc, indent=2) if args.json else render_lineage(doc))
+    problems = verify_lineage(store, doc)
+    for p in problems:
+        print(f"BROKEN LINK: {p}", file=sys.stderr)
+    return 1 if problems else 0
+
+
 def cmd_curate(args: argparse.Namespace) -> int:
     from flows.curate import curate
 
@@ -100,6 +120,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="a document source (folder, Parquet/JSONL file or folder, any store URI); repeatable; "
                         "replaces pack.sources")
     p.set_defaults(func=cmd_pack)
+
+    p = sub.add_parser("run", help="the whole pipeline: curate, synthesize, pack, train, select, export, evaluate")
+    _common(p)
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("lineage", help="print a pipeline run's lineage and check every link resolves")
+    _common(p)
+    p.add_argument("run_id", help="run id printed by `primer run` (a folder under <store>/runs/)")
+    p.add_argument("--json", action="store_true", help="print the raw run manifest")
+    p.set_defaults(func=cmd_lineage)
 
     p = sub.add_parser("curate", help="filter, deduplicate, score and decontaminate code into curated documents")
     _common(p)

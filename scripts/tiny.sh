@@ -6,4 +6,4 @@ bash scripts/setup.sh
 . .venv/bin/activate
 export PREFECT_SERVER_ANALYTICS_ENABLED=false TOKENIZERS_PARALLELISM=true
 export PREFECT_HOME="${PREFECT_HOME:-$PWD/.primer/prefect}"
-primer pack --profile tiny "$@"
+primer run --profile tiny "$@"

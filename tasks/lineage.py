@@ -18,6 +18,10 @@ from typing import Any
 from primer.errors import StoreError
 from primer.store import ArtifactStore
 
+# The DAG's order, for display (the manifest's JSON keys are sorted).
+STAGE_ORDER = ("curate", "synthesize", "pack", "pack_exercises", "pretrain", "finetune", "select", "release",
+               "evaluate")
+
 
 def stage_entry(store: ArtifactStore, uri: str, inputs: list[str] | None = None, **extra: Any) -> dict[str, Any]:
     """A lineage entry for a finished stage output (reads its manifest for the content hash)."""
@@ -84,7 +88,8 @@ def render_lineage(doc: dict[str, Any]) -> str:
     lines = [f"run {doc['run_id']} ({doc['profile']}, {doc['status']})"]
     for ext in doc["external_inputs"]:
         lines.append(f"  source  {ext['name']:<12} {ext['uri']}  fingerprint {ext['fingerprint'][:16]}")
-    for name, entry in doc["stages"].items():
+    stages = sorted(doc["stages"].items(), key=lambda kv: (STAGE_ORDER + (kv[0],)).index(kv[0]))
+    for name, entry in stages:
         if "uri" not in entry:
             lines.append(f"  {name:<14} skipped: {entry.get('reason', '')}")
             continue

@@ -1,0 +1,110 @@
+"""The whole phi-1 recipe in one run: curate -> synthesize -> pack -> train -> select -> export -> evaluate.
+
+    primer run --profile tiny
+    prefect deployment run 'pipeline/tiny'
+
+Each stage is a subflow that reads its inputs from the store and returns its output's URI; a stage whose
+output for the same inputs exists is reused, so a killed run re-run finishes without redoing finished
+stages. The synthesize stage is skipped with a note when no teacher is configured (pretraining then uses
+curated code only and there is no finetuning phase). Every link is recorded in runs/<run_id>/manifest.json
+(`primer lineage RUN_ID`).
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Any
+
+from prefect import flow, get_run_logger
+from prefect.runtime import flow_run
+
+from primer import dashboard
+from primer.config import PrimerConfig, load_config
+from primer.secrets import install_log_redaction
+from primer.store import open_store
+from tasks.lineage import RunLineage, render_lineage, stage_entry
+
+
+def new_run_id() -> str:
+    run = flow_run.get_id()
+    return time.strftime("%Y%m%d-%H%M%S", time.gmtime()) + "-" + (str(run)[:8] if run else uuid.uuid4().hex[:8])
+
+
+def pretraining_sources(curated: str, synth: str | None) -> list[dict[str, Any]]:
+    """CodeTextbook: curated code + synthetic textbooks (phi-1), each a pack source."""
+    sources = [{"uri": curated, "name": "curated_code", "format": "parquet"}]
+    if synth:
+        sources.append({"uri": f"{synth}/textbooks.parquet", "name": "synthetic_textbooks", "format": "parquet"})
+    return sources
+
+
+def exercise_sources(synth: str) -> list[dict[str, Any]]:
+    """CodeExercises: only exercises whose solution passed its tests in the sandbox."""
+    return [{"uri": f"{synth}/exercises.parquet", "name": "code_exercises", "format": "parquet", "keep_if": "verified"}]
+
+
+@flow(name="pipeline", log_prints=True)
+def pipeline(profile: str = "tiny", overrides: dict[str, Any] | None = None, run_id: str = "") -> str:
+    """Run every stage of the recipe. Returns the run id (its lineage is at runs/<run_id>/manifest.json).
+
+    Args:
+        profile: named profile (tiny, small, phi1).
+        overrides: dotted settings applied to every stage, e.g. {"train.pretrain.max_steps": 200}.
+        run_id: name of this run in the store (default: UTC time + flow run id).
+    """
+    from flows.curate import curate
+    from flows.pack import pack
+    from flows.synthesize import synthesize
+    from flows.train import train
+
+    install_log_redaction()
+    overrides = dict(overrides or {})
+    cfg: PrimerConfig = load_config(profile, overrides)  # fail fast on a bad value
+    logger = get_run_logger()
+    store = open_store(cfg.store)
+    run_id = run_id or new_run_id()
+    lineage = RunLineage(store, run_id, profile, overrides)
+    logger.info("pipeline run %s -> %s", run_id, lineage.uri)
+
+    curated = curate(profile, overrides)
+    curated_manifest = store.read_json(f"{curated}/manifest.json")
+    # raw sources live outside the store: recorded by their content fingerprint
+    lineage.doc["external_inputs"] = [{"name": s["name"], "uri": s["uri"], "fingerprint": s["fingerprint"]}
+                                      for s in curated_manifest["sources"]]
+    lineage.record("curate", stage_entry(store, curated, [e["uri"] for e in lineage.doc["external_inputs"]]))
+
+    synth_result = synthesize(profile, overrides)
+    synth = None if synth_result.startswith("skipped:") else synth_result
+    if synth:
+        lineage.record("synthesize", stage_entry(store, synth))
+    else:
+        lineage.record("synthesize", {"skipped": True, "reason": synth_result.removeprefix("skipped:").strip()})
+        lineage.note("no teacher: pretraining on curated code only, no finetuning phase")
+        logger.warning("synthesize %s; going on with curated code only", synth_result)
+
+    shards = pack(profile, {**overrides, "pack.sources": pretraining_sources(curated, synth)})
+    lineage.record("pack", stage_entry(store, shards, [curated] + ([synth] if synth else [])))
+    tokenizer_uri = store.read_json(f"{shards}/manifest.json")["tokenizer"]["uri"]
+
+    finetune_shards = ""
+    if synth:
+        finetune_shards = pack(profile, {**overrides, "pack.sources": exercise_sources(synth),
+                                         "tokenizer.uri": tokenizer_uri})
+        lineage.record("pack_exercises", stage_entry(store, finetune_shards, [synth, shards]))
+
+    train_overrides = {**overrides, "train.shards": shards, "train.finetune_shards": finetune_shards}
+    last_run = train(profile, train_overrides)
+    run_manifest = store.read_json(f"{last_run}/manifest.json")
+    if run_manifest["phase"] == "finetune":
+        pre_run = store.read_json(f"{last_run}/spec.json")["init_weights"].rsplit("/step-", 1)[0]
+        lineage.record("pretrain", stage_entry(store, pre_run, [shards]))
+        lineage.record("finetune", stage_entry(store, last_run, [finetune_shards, pre_run]))
+    else:
+        lineage.record("pretrain", stage_entry(store, last_run, [shards]))
+
+    lineage.finish()
+    dashboard.markdown("pipeline-lineage", f"## Pipeline run `{run_id}`\n\n```\n{render_lineage(lineage.doc)}\n```\n",
+                       "Every stage output of this run and what it was made from")
+    logger.info("pipeline run %s complete", run_id)
+    return run_id
