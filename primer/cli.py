@@ -73,6 +73,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     return _run_flow(pipeline, args)
 
 
+def cmd_ablation(args: argparse.Namespace) -> int:
+    from flows.ablation import ablation
+
+    return _run_flow(ablation, args)
+
+
 def cmd_lineage(args: argparse.Namespace) -> int:
     from primer.config import load_config
     from primer.store import open_store
@@ -124,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("run", help="the whole pipeline: curate, synthesize, pack, train, select, export, evaluate")
     _common(p)
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("ablation", help="phi-1 Fig. 2.1 at small scale: unfiltered vs curated vs curated+synthetic")
+    _common(p)
+    p.set_defaults(func=cmd_ablation)
 
     p = sub.add_parser("lineage", help="print a pipeline run's lineage and check every link resolves")
     _common(p)

@@ -2,7 +2,8 @@
 
 A token-shard output (stage `pack`) is a directory with
 
-    train-00000.parquet, train-00001.parquet, ...   one column `input_ids`: fixed_size_list<int32>[seq_len]
+    train-00000.parquet, train-00001.parquet, ...   `input_ids`: fixed_size_list<int32>[seq_len]
+                                                      `difficulty`: float32, for curriculum ordering
     val-00000.parquet, ...
     manifest.json                                     written last (see primer.store)
 
@@ -25,6 +26,7 @@ from primer.errors import StoreError
 from primer.store import ArtifactStore
 
 COLUMN = "input_ids"
+DIFFICULTY = "difficulty"
 SPLITS = ("train", "val")
 
 
@@ -32,12 +34,20 @@ def shard_name(split: str, index: int) -> str:
     return f"{split}-{index:05d}.parquet"
 
 
-def write_shard(path: Path, rows: np.ndarray) -> None:
-    """rows: int32 [n_rows, seq_len] -> one Parquet file (deterministic bytes for the same rows)."""
+def write_shard(path: Path, rows: np.ndarray, difficulty: np.ndarray | None = None) -> None:
+    """rows: int32 [n_rows, seq_len] (+ float32 [n_rows] difficulty) -> one Parquet file (deterministic bytes)."""
     n_rows, seq_len = rows.shape
     values = pa.array(np.ascontiguousarray(rows, dtype=np.int32).reshape(-1), type=pa.int32())
-    column = pa.FixedSizeListArray.from_arrays(values, seq_len)
-    pq.write_table(pa.table({COLUMN: column}), path, compression="zstd", row_group_size=max(1, n_rows))
+    columns = {COLUMN: pa.FixedSizeListArray.from_arrays(values, seq_len)}
+    if difficulty is not None:
+        columns[DIFFICULTY] = pa.array(np.asarray(difficulty, dtype=np.float32), type=pa.float32())
+    pq.write_table(pa.table(columns), path, compression="zstd", row_group_size=max(1, n_rows))
+
+
+def read_difficulty(data: bytes) -> np.ndarray:
+    """The per-row difficulty column of one shard (float32 [n_rows])."""
+    table = pq.read_table(pa.BufferReader(data), columns=[DIFFICULTY])
+    return table.column(DIFFICULTY).to_numpy().astype(np.float32)
 
 
 def read_shard_bytes(data: bytes | Path | str) -> np.ndarray:

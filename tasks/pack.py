@@ -9,6 +9,10 @@ The steps, each deterministic given the seed:
 3. shuffle each split's document list with the seed, concatenate, cut into rows of `seq_len` (the tail that
    does not fill a row is reported as `remainder_tokens`), and write shards of `rows_per_shard` rows.
 
+Each row also gets a `difficulty`: the token-weighted mean, over the documents in the row, of each
+document's token entropy (bits per token of its own unigram distribution: repetitive, boilerplate-heavy
+code scores low, dense varied code high). Training can order rows by it (`data_order: curriculum`).
+
 Rows are never shuffled after cutting: concatenating a split's rows in order and splitting on EOS gives back
 the split's documents. Training shuffles rows itself.
 """
@@ -31,7 +35,7 @@ from primer.store import ArtifactStore, StageOutput, content_key
 from tasks.sources import ResolvedSource, read_documents
 from tasks.tokenizer import TokenizerRef
 
-PACK_VERSION = 1
+PACK_VERSION = 2  # 2: per-row difficulty column
 log = logging.getLogger("primer.pack")
 
 
@@ -43,6 +47,7 @@ class TokenizedSource:
     ids: list[str] = field(default_factory=list)
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # doc i = tokens[off[i]:off[i+1]]
+    difficulty: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # per document
     drops: DropCounter = field(default_factory=DropCounter)
     bytes: int = 0
 
@@ -107,7 +112,15 @@ def tokenize_source(src: ResolvedSource, tokenizer: Tokenizer, eos_id: int, cfg:
     flush()
     out.tokens = np.concatenate(chunks) if chunks else np.zeros(0, np.int32)
     out.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    out.difficulty = np.array([token_entropy(c) for c in chunks], dtype=np.float32)
     return out
+
+
+def token_entropy(ids: np.ndarray) -> float:
+    """Bits per token of a document's own unigram distribution (its difficulty measure)."""
+    _, counts = np.unique(ids, return_counts=True)
+    p = counts / counts.sum()
+    return float(-(p * np.log2(p)).sum())
 
 
 def plan_splits(sources: list[TokenizedSource], cfg: PackConfig) -> dict[str, list[tuple[int, int]]]:
@@ -125,25 +138,32 @@ def plan_splits(sources: list[TokenizedSource], cfg: PackConfig) -> dict[str, li
     return plan
 
 
-def build_stream(sources: list[TokenizedSource], docs: list[tuple[int, int]]) -> np.ndarray:
+def build_stream(sources: list[TokenizedSource], docs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """The split's token stream and, per token, the difficulty of the document it belongs to."""
     pieces = [sources[si].tokens[sources[si].offsets[di]:sources[si].offsets[di + 1]] for si, di in docs]
-    return np.concatenate(pieces) if pieces else np.zeros(0, np.int32)
+    if not pieces:
+        return np.zeros(0, np.int32), np.zeros(0, np.float32)
+    per_token = np.repeat(np.array([sources[si].difficulty[di] for si, di in docs], dtype=np.float32),
+                          [len(p) for p in pieces])
+    return np.concatenate(pieces), per_token
 
 
-def write_split(out: StageOutput, split: str, stream: np.ndarray, cfg: PackConfig,
+def write_split(out: StageOutput, split: str, stream: tuple[np.ndarray, np.ndarray], cfg: PackConfig,
                 on_shard: Callable[[], None] | None = None) -> dict[str, Any]:
-    n_rows = len(stream) // cfg.seq_len
-    rows = stream[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len)
+    tokens, per_token = stream
+    n_rows = len(tokens) // cfg.seq_len
+    rows = tokens[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len)
+    difficulty = per_token[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len).mean(axis=1, dtype=np.float64)
     shards = []
     for index, start in enumerate(range(0, n_rows, cfg.rows_per_shard)):
         name = shard_name(split, index)
         with out.open_local(name) as local:
-            write_shard(local, rows[start:start + cfg.rows_per_shard])
+            write_shard(local, rows[start:start + cfg.rows_per_shard], difficulty[start:start + cfg.rows_per_shard])
         shards.append(name)
         if on_shard:
             on_shard()
     return {"rows": int(n_rows), "tokens": int(n_rows * cfg.seq_len),
-            "remainder_tokens": int(len(stream) - n_rows * cfg.seq_len), "shards": shards}
+            "remainder_tokens": int(len(tokens) - n_rows * cfg.seq_len), "shards": shards}
 
 
 def source_stats(ts: TokenizedSource, plan: dict[str, list[tuple[int, int]]], si: int) -> dict[str, Any]:
@@ -185,7 +205,7 @@ def pack_documents(store: ArtifactStore, cfg: PackConfig, tokenizer: Tokenizer, 
     t_tok = time.perf_counter() - t0
     plan = plan_splits(tokenized, cfg)
     streams = {split: build_stream(tokenized, docs) for split, docs in plan.items()}
-    n_shards = sum(-(-(len(s) // cfg.seq_len) // cfg.rows_per_shard) for s in streams.values()) or 1
+    n_shards = sum(-(-(len(s[0]) // cfg.seq_len) // cfg.rows_per_shard) for s in streams.values()) or 1
     written = 0
 
     def on_shard() -> None:

@@ -116,3 +116,19 @@ def test_extreme_row_lengths(tmp_path, corpus_dir, tiny_tokenizer, seq_len):
     store, cfg, m = _pack(StoreConfig(root=str(tmp_path)), corpus_dir, tiny_tokenizer, seq_len=seq_len)
     rows = read_split(store, m["uri"], "train")
     assert rows.shape[1] == seq_len and rows.shape[0] == m["splits"]["train"]["rows"] > 0
+
+
+def test_rows_carry_a_difficulty_and_curriculum_orders_by_it(tmp_path, corpus_dir, tiny_tokenizer):
+    from primer.training.data import RowOrder, ShardRows
+
+    store, cfg, m = _pack(StoreConfig(root=str(tmp_path)), corpus_dir, tiny_tokenizer, rows_per_shard=100)
+    rows = ShardRows(store, m["uri"], "train")
+    difficulty = rows.difficulty()
+    assert difficulty.shape == (m["splits"]["train"]["rows"],)
+    assert np.all(difficulty > 0) and difficulty.std() > 0  # bits per token, varies between rows
+    order = RowOrder(rows, seed=0, mode="curriculum").order(0)
+    assert sorted(order.tolist()) == list(range(len(rows)))
+    assert np.all(np.diff(difficulty[order]) >= 0)  # easiest first
+    shuffled = RowOrder(rows, seed=0, mode="shuffle")
+    assert sorted(shuffled.order(0).tolist()) == list(range(len(rows)))
+    assert not np.array_equal(shuffled.order(0), shuffled.order(1))  # a new permutation each epoch

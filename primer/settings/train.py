@@ -31,8 +31,9 @@ class PhaseConfig:
     save_every: int = knob(20, help="Save (and upload) a checkpoint every N steps; the last step is always saved.", min=1)
     eval_every: int = knob(20, help="Validation loss every N steps (and at every checkpoint).", min=1)
     eval_batches: int = knob(4, help="Validation micro-batches per rank per evaluation.", min=1)
-    data_order: str = knob("shuffle", help="Row order: seeded shuffle each epoch, or sequential (shard order).",
-                           choices=("shuffle", "sequential"))
+    data_order: str = knob("shuffle", help="Row order: seeded shuffle each epoch; sequential (shard order); or "
+                           "curriculum (easiest rows first, by the per-row difficulty recorded at packing time).",
+                           choices=("shuffle", "sequential", "curriculum"))
 
 
 @dataclass

@@ -2,7 +2,8 @@
 
 The order of rows is a pure function of (seed, epoch): with `shuffle`, the shards are permuted and the rows
 inside each shard are permuted (two levels, so a rank reads one shard at a time instead of jumping across
-all of them). Global sample g of the run is row `order(epoch)[g % n_rows]` with epoch = g // n_rows, and
+all of them); `curriculum` sorts rows by the difficulty recorded at packing time (easiest first, the same
+every epoch); `sequential` is shard order. Global sample g of the run is row `order(epoch)[g % n_rows]` with epoch = g // n_rows, and
 step s / rank r / micro-batch m reads samples
 
     g = s * batch_size + m * (micro_batch * world) + r * micro_batch + [0 .. micro_batch)
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from primer.shards import load_manifest, read_shard_bytes
+from primer.shards import load_manifest, read_difficulty, read_shard_bytes
 from primer.store import ArtifactStore
 
 
@@ -51,6 +52,11 @@ class ShardRows:
             self._cache.popitem(last=False)
         return rows
 
+    def difficulty(self) -> np.ndarray:
+        """float32 [n_rows]: every row's difficulty (reads one small column of each shard)."""
+        parts = [read_difficulty(self.store.read_bytes(f"{self.uri}/{name}")) for name in self.shards]
+        return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
     def row(self, i: int) -> np.ndarray:
         shard, offset = divmod(i, self.rows_per_shard)
         return self._shard(shard)[offset]
@@ -59,15 +65,19 @@ class ShardRows:
 class RowOrder:
     """The deterministic order of rows for each epoch (see module docstring)."""
 
-    def __init__(self, rows: ShardRows, seed: int, shuffle: bool):
-        self.rows, self.seed, self.shuffle = rows, seed, shuffle
+    def __init__(self, rows: ShardRows, seed: int, mode: str = "shuffle"):
+        if mode not in ("shuffle", "sequential", "curriculum"):
+            raise ValueError(f"data_order: unknown mode {mode!r}")
+        self.rows, self.seed, self.mode = rows, seed, mode
         self._epoch, self._order = -1, np.arange(0)
 
     def order(self, epoch: int) -> np.ndarray:
         if epoch != self._epoch:
             n_shards = len(self.rows.shards)
-            if not self.shuffle:
+            if self.mode == "sequential":
                 self._order = np.arange(len(self.rows))
+            elif self.mode == "curriculum":
+                self._order = np.argsort(self.rows.difficulty(), kind="stable")
             else:
                 rng = np.random.default_rng([self.seed, epoch])
                 parts = []

@@ -100,7 +100,7 @@ class Trainer:
         if len(self.train_rows) < self.phase["batch_size"]:
             raise SystemExit(f"train split of {spec['shards']} has {len(self.train_rows)} rows < batch_size "
                              f"{self.phase['batch_size']}; pack more data or lower the batch size")
-        self.order = RowOrder(self.train_rows, spec["seed"], self.phase["data_order"] == "shuffle")
+        self.order = RowOrder(self.train_rows, spec["seed"], self.phase["data_order"])
 
         torch.manual_seed(spec["seed"])  # identical init on every rank
         cfg = ModelConfig.from_dict(spec["model"])
