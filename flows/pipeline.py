@@ -54,7 +54,10 @@ def pipeline(profile: str = "tiny", overrides: dict[str, Any] | None = None, run
         run_id: name of this run in the store (default: UTC time + flow run id).
     """
     from flows.curate import curate
+    from flows.evaluate import evaluate
+    from flows.export import export
     from flows.pack import pack
+    from flows.select import select
     from flows.synthesize import synthesize
     from flows.train import train
 
@@ -102,6 +105,13 @@ def pipeline(profile: str = "tiny", overrides: dict[str, Any] | None = None, run
         lineage.record("finetune", stage_entry(store, last_run, [finetune_shards, pre_run]))
     else:
         lineage.record("pretrain", stage_entry(store, last_run, [shards]))
+
+    selection = select(profile, overrides, run=last_run)
+    lineage.record("select", stage_entry(store, selection, [last_run]))
+    release = export(profile, overrides, selection=selection)
+    lineage.record("release", stage_entry(store, release, [selection]))
+    scores = evaluate(profile, overrides, release=release)
+    lineage.record("evaluate", stage_entry(store, scores, [release]))
 
     lineage.finish()
     dashboard.markdown("pipeline-lineage", f"## Pipeline run `{run_id}`\n\n```\n{render_lineage(lineage.doc)}\n```\n",

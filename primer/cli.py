@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("train", help="DeepSpeed ZeRO pretraining (and finetuning) with checkpoints on the store")
     _common(p)
     p.set_defaults(func=cmd_train)
+
+    from primer.scoring.cli import add_commands
+
+    add_commands(sub)  # select, export, evaluate, serve
     return parser
 
 

@@ -31,6 +31,7 @@ import yaml
 from primer.errors import ConfigError
 from primer.settings import knob
 from primer.settings.curate import CurateConfig
+from primer.settings.evaluate import EvaluateConfig, ExportConfig, SelectConfig, ServeConfig
 from primer.settings.pack import PackConfig, SourceSpec, TokenizerConfig
 from primer.settings.store import StoreConfig
 from primer.settings.synth import SynthConfig, TeacherConfig
@@ -54,6 +55,10 @@ class PrimerConfig:
     synth: SynthConfig = knob(default_factory=SynthConfig, help="Synthetic textbooks and exercises.")
     model: ModelSection = knob(default_factory=ModelSection, help="Model shape.")
     train: TrainConfig = knob(default_factory=TrainConfig, help="DeepSpeed training: pretrain and finetune phases.")
+    select: SelectConfig = knob(default_factory=SelectConfig, help="Checkpoint selection (MBPP validation + val loss).")
+    export: ExportConfig = knob(default_factory=ExportConfig, help="Hugging Face release of a checkpoint.")
+    evaluate: EvaluateConfig = knob(default_factory=EvaluateConfig, help="HumanEval/MBPP scoring (evaluate flow).")
+    serve: ServeConfig = knob(default_factory=ServeConfig, help="primer serve: OpenAI-compatible server.")
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -64,6 +64,11 @@ def _read_text(src: str) -> str:
     return p.read_text(encoding="utf-8")
 
 
+def configured(path: str | os.PathLike | None = None) -> bool:
+    """Whether an MBPP location is given (a path/URL, or $PRIMER_MBPP_PATH). MBPP is never bundled."""
+    return bool(os.fspath(path) if path else os.environ.get(ENV_VAR))
+
+
 def load_mbpp(path: str | os.PathLike | None = None) -> dict[int, MBPPTask]:
     """Tasks by task id from an ``mbpp.jsonl`` path or URL (default: ``$PRIMER_MBPP_PATH``)."""
     src = os.fspath(path) if path is not None else os.environ.get(ENV_VAR)

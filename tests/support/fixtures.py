@@ -6,6 +6,7 @@
 - `teacher_config`: a `TeacherConfig` pointing at that server, with a test key in $PRIMER_TEST_OPENAI_KEY,
   fast retries and short timeouts.
 - `local_store`: an `ArtifactStore` on a temporary folder.
+- `scripted_server`: `openai_server` answering as a teacher (tests/synth/scripted.py).
 """
 
 from __future__ import annotations
@@ -43,3 +44,16 @@ def local_store(tmp_path):
     from primer.store import open_store
 
     return open_store(StoreConfig(root=str(tmp_path / "artifacts")))
+
+
+@pytest.fixture
+def scripted_server(openai_server, monkeypatch):
+    """The loopback server answering like a teacher would (tests/synth/scripted.py): textbooks, exercises,
+    annotations, with the scripted bad answers switched off."""
+    from tests.synth import scripted
+
+    monkeypatch.setenv(TEST_KEY_ENV, TEST_KEY)
+    monkeypatch.setattr(scripted, "BAD_TEXTBOOKS", {})
+    monkeypatch.setattr(scripted, "BAD_EXERCISES", {})
+    openai_server.responder = scripted.responder
+    return openai_server

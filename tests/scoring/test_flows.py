@@ -1,0 +1,74 @@
+"""select -> export -> evaluate as Prefect flows under a real Prefect server: outputs and artifacts."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from .conftest import MBPP_PATH
+
+
+def _artifacts(keys):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    with get_client(sync_client=True) as client:
+        return {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))}
+
+
+def test_select_export_evaluate_flows(prefect_harness, scoring_store):
+    from flows.evaluate import evaluate
+    from flows.export import export
+    from flows.select import select
+
+    store, run, _ = scoring_store
+    overrides = {"store.root": store.cfg.root, "select.limit": 2, "select.max_new_tokens": 8,
+                 "evaluate.mbpp_path": MBPP_PATH, "evaluate.limit": 2, "evaluate.max_new_tokens": 8,
+                 "evaluate.workers": 2, "evaluate.device": "cpu", "export.name": "flow-test"}
+    sel_uri = select(profile="tiny", overrides=overrides, run=run["uri"])
+    sel = json.loads(Path(sel_uri, "manifest.json").read_text())
+    assert sel["kind"] == "selection" and sel["split"] == "validation" and sel["chosen"]["step"] == 20
+
+    release = export(profile="tiny", overrides=overrides, selection=sel_uri)
+    card = Path(release, "README.md").read_text()
+    assert "flow-test" in card and "MBPP validation" in card
+
+    uri = evaluate(profile="tiny", overrides=overrides, release=release)
+    summary = json.loads(Path(uri, "summary.json").read_text())
+    assert [(r["benchmark"], r["split"], r["prompt_format"]) for r in summary["runs"]] == [
+        ("humaneval", "test", "humaneval"), ("mbpp", "test", "austin3shot"), ("mbpp", "test", "docstring_first_test")]
+    assert all(r["n_tasks"] == 2 and "pass@1" in r for r in summary["runs"])
+    assert summary["sampling"]["greedy"] and summary["model"]["release_content_hash"]
+    rows = pq.read_table(Path(uri, "results.parquet")).to_pylist()
+    assert len(rows) == 6 and {"task_id", "prompt_format", "sample_index", "completion", "passed", "error_kind",
+                               "duration_s"} <= set(rows[0])
+
+    arts = _artifacts(["select-candidates", "select-summary", "export-summary", "evaluate-results", "evaluate-summary"])
+    assert set(arts) == {"select-candidates", "select-summary", "export-summary", "evaluate-results", "evaluate-summary"}
+    assert "Chosen" in arts["select-summary"].data and "511-600" in arts["select-summary"].data
+    md = arts["evaluate-summary"].data
+    assert "50.6%" in md and "55.5%" in md and "29.0%" in md and "45.0%" in md and "docstring_first_test" in md
+
+    # the CLI commands (as primer/cli.py registers them) reuse the finished evaluation
+    from primer.scoring.cli import add_commands
+
+    parser = argparse.ArgumentParser()
+    add_commands(parser.add_subparsers(dest="command"))
+    sets = [f"{k}={v}" for k, v in overrides.items() if k != "store.root"]
+    args = parser.parse_args(["evaluate", "--store", store.cfg.root, "--release", release]
+                             + [x for s in sets for x in ("--set", s)])
+    assert args.func(args) == 0
+
+
+def test_evaluate_without_mbpp_scores_humaneval_and_says_mbpp_was_skipped(scoring_store, monkeypatch):
+    from primer.settings.evaluate import EvaluateConfig
+    from tasks.evaluate import evaluate_model, read_summary
+
+    monkeypatch.delenv("PRIMER_MBPP_PATH", raising=False)
+    store, _, release = scoring_store
+    manifest = evaluate_model(store, EvaluateConfig(limit=2, max_new_tokens=8, mbpp_path=""), release=release["uri"])
+    assert list(manifest["headline"]) == ["humaneval/humaneval"]
+    assert any("mbpp skipped" in n for n in read_summary(store, manifest["uri"])["notes"])
