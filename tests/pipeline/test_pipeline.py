@@ -25,7 +25,7 @@ def fast(root: str, corpus_dir: Path, **extra):
     return {
         "store.root": root,
         "curate.sources": [{"uri": str(corpus_dir)}], "curate.max_docs": 0, "curate.annotate_n": 60,
-        "curate.min_per_class": 3, "curate.rf_trees": 20, "curate.mbpp_path": MBPP_PATH,
+        "curate.min_per_class": 3, "curate.rf_trees": 20, "curate.label_threshold": 7.5, "curate.mbpp_path": MBPP_PATH,
         "tokenizer.vocab_size": 512, "pack.seq_len": 64, "pack.val_fraction": 0.1,
         "model.overrides": MODEL, "train.local_dir": f"{root}-local", "train.threads_per_rank": 1,
         "train.pretrain.max_steps": 6, "train.pretrain.save_every": 3, "train.pretrain.eval_every": 3,
