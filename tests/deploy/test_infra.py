@@ -3,6 +3,8 @@ validator + JSON Schema), the DeepSpeed hostfile and config, and the deployments
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import json
 import re
 import subprocess
@@ -98,9 +100,17 @@ def test_deepspeed_hostfile_and_config():
         assert int(m.group(2)) >= 1
         names.append(m.group(1))
     assert len(set(names)) == len(names), "duplicate host"
-    cfg = json.loads((INFRA / "deepspeed" / "ds_config_zero2.json").read_text())
-    assert cfg["zero_optimization"]["stage"] in (1, 2, 3)
-    assert cfg["train_micro_batch_size_per_gpu"] >= 1 and cfg["gradient_accumulation_steps"] >= 1
+    # the DeepSpeed config is built from the profile (primer/training/program.py): phi-1's on 8 GPUs
+    from dataclasses import asdict
+
+    from primer.config import load_config
+    from primer.training.program import ds_config
+
+    cfg = load_config("phi1")
+    ds = ds_config({"phase_config": asdict(cfg.train.pretrain), "zero_stage": cfg.train.zero_stage,
+                    "dtype": cfg.train.dtype}, world=cfg.train.nproc)
+    assert ds["train_batch_size"] == 1024 and ds["zero_optimization"]["stage"] == 2 and ds["bf16"]["enabled"]
+    assert ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * cfg.train.nproc == 1024
     done = subprocess.run(["bash", "-n", str(INFRA / "deepspeed" / "launch.sh")], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
 
@@ -116,7 +126,10 @@ def test_deployments_yaml_structure():
         assert key not in seen, f"duplicate deployment {func}/{d['name']}"
         seen.add(key)
         assert d.get("description"), f"{func}/{d['name']} needs a description"
-        assert set(d["parameters"]) == {"profile", "overrides"}
+        assert {"profile", "overrides"} <= set(d["parameters"])
+        module = importlib.import_module(flow_file.removesuffix(".py").replace("/", "."))
+        accepted = set(inspect.signature(getattr(module, func).fn).parameters)
+        assert set(d["parameters"]) <= accepted, f"{func}/{d['name']}: {set(d['parameters']) - accepted} not accepted"
         assert d["parameters"]["profile"] in ("tiny", "small", "phi1")
         assert d["work_pool"]["name"] in ("primer-cpu", "primer-gpu")
         for sched in d.get("schedules") or []:
