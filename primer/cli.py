@@ -61,24 +61,6 @@ def _run_flow(flow_fn: Callable[..., Any], args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_pack(args: argparse.Namespace) -> int:
-    from flows.pack import pack
-
-    return _run_flow(pack, args)
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from flows.pipeline import pipeline
-
-    return _run_flow(pipeline, args)
-
-
-def cmd_ablation(args: argparse.Namespace) -> int:
-    from flows.ablation import ablation
-
-    return _run_flow(ablation, args)
-
-
 def cmd_lineage(args: argparse.Namespace) -> int:
     from primer.config import load_config
     from primer.store import open_store
@@ -93,22 +75,26 @@ def cmd_lineage(args: argparse.Namespace) -> int:
     return 1 if problems else 0
 
 
-def cmd_curate(args: argparse.Namespace) -> int:
-    from flows.curate import curate
+# Stages run as Prefect flows: (command, module, flow function, help).
+FLOW_COMMANDS = (
+    ("run", "flows.pipeline", "pipeline", "the whole pipeline: curate, synthesize, pack, train, select, export, evaluate"),
+    ("curate", "flows.curate", "curate", "filter, deduplicate, score and decontaminate code into curated documents"),
+    ("synthesize", "flows.synthesize", "synthesize",
+     "generate textbooks and verified exercises with an OpenAI-compatible teacher (prints `skipped: why` without one)"),
+    ("pack", "flows.pack", "pack", "tokenize documents and pack EOS-delimited rows into Parquet shards"),
+    ("train", "flows.train", "train", "DeepSpeed ZeRO pretraining (and finetuning) with checkpoints on the store"),
+    ("ablation", "flows.ablation", "ablation",
+     "phi-1 Fig. 2.1 at small scale: unfiltered vs curated vs curated+synthetic at equal token budgets"),
+)
 
-    return _run_flow(curate, args)
 
+def _flow_command(module: str, function: str) -> Callable[[argparse.Namespace], int]:
+    def run(args: argparse.Namespace) -> int:
+        import importlib
 
-def cmd_synthesize(args: argparse.Namespace) -> int:
-    from flows.synthesize import synthesize
+        return _run_flow(getattr(importlib.import_module(module), function), args)
 
-    return _run_flow(synthesize, args)  # prints the output URI, or "skipped: <reason>" (not an error)
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    from flows.train import train
-
-    return _run_flow(train, args)
+    return run
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -120,38 +106,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--fields", action="store_true", help="list every config field with its default and help")
     p.set_defaults(func=cmd_config)
 
-    p = sub.add_parser("pack", help="tokenize documents and pack EOS-delimited rows into Parquet shards")
-    _common(p)
-    p.add_argument("--source", action="append", metavar="URI[@WEIGHT]",
-                   help="a document source (folder, Parquet/JSONL file or folder, any store URI); repeatable; "
-                        "replaces pack.sources")
-    p.set_defaults(func=cmd_pack)
-
-    p = sub.add_parser("run", help="the whole pipeline: curate, synthesize, pack, train, select, export, evaluate")
-    _common(p)
-    p.set_defaults(func=cmd_run)
-
-    p = sub.add_parser("ablation", help="phi-1 Fig. 2.1 at small scale: unfiltered vs curated vs curated+synthetic")
-    _common(p)
-    p.set_defaults(func=cmd_ablation)
+    for name, module, function, help_text in FLOW_COMMANDS:
+        p = sub.add_parser(name, help=help_text)
+        _common(p)
+        if name == "pack":
+            p.add_argument("--source", action="append", metavar="URI[@WEIGHT]",
+                           help="a document source (folder, Parquet/JSONL file or folder, any store URI); "
+                                "repeatable; replaces pack.sources")
+        p.set_defaults(func=_flow_command(module, function))
 
     p = sub.add_parser("lineage", help="print a pipeline run's lineage and check every link resolves")
     _common(p)
     p.add_argument("run_id", help="run id printed by `primer run` (a folder under <store>/runs/)")
     p.add_argument("--json", action="store_true", help="print the raw run manifest")
     p.set_defaults(func=cmd_lineage)
-
-    p = sub.add_parser("curate", help="filter, deduplicate, score and decontaminate code into curated documents")
-    _common(p)
-    p.set_defaults(func=cmd_curate)
-
-    p = sub.add_parser("synthesize", help="generate textbooks and verified exercises with an OpenAI-compatible teacher")
-    _common(p)
-    p.set_defaults(func=cmd_synthesize)
-
-    p = sub.add_parser("train", help="DeepSpeed ZeRO pretraining (and finetuning) with checkpoints on the store")
-    _common(p)
-    p.set_defaults(func=cmd_train)
 
     from primer.scoring.cli import add_commands
 

@@ -119,3 +119,20 @@ def tiny_tokenizer(corpus_dir, tmp_path_factory):
     texts = [d.text for d in read_documents(src, DropCounter())]
     tok, ref = prepare_tokenizer(store, TokenizerConfig(vocab_size=1024), lambda: texts, [src.fingerprint], 0)
     return tok, ref
+
+
+@pytest.fixture(scope="session")
+def sandbox():
+    """A warm code sandbox (2 fork servers) shared by the scoring and benchmark-data tests."""
+    from primer.sandbox import Sandbox
+
+    sb = Sandbox(2).warm()
+    yield sb
+    sb.close()
+
+
+@pytest.fixture(scope="session")
+def mbpp_tasks():
+    from primer.evals import mbpp
+
+    return mbpp.load_mbpp(MBPP_PATH)

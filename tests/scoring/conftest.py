@@ -5,16 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from primer.sandbox import Sandbox
 from tests.conftest import MBPP_PATH  # noqa: F401  (../shared/data/mbpp/mbpp.jsonl; never committed)
 
 from .helpers import write_run
-
-@pytest.fixture(scope="session")
-def sandbox():
-    sb = Sandbox(2).warm()
-    yield sb
-    sb.close()
 
 
 @pytest.fixture(scope="session")
