@@ -136,3 +136,21 @@ def mbpp_tasks():
     from primer.evals import mbpp
 
     return mbpp.load_mbpp(MBPP_PATH)
+
+
+def flow_artifacts(flow_run_id, keys: list[str]) -> dict:
+    """The newest artifact of each key created by one flow run (the test server is shared by the whole
+    session, so other tests' runs publish the same keys)."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
+
+    with get_client(sync_client=True) as client:
+        found = client.read_artifacts(
+            artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys),
+                                           flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id])),
+            sort=ArtifactSort.CREATED_DESC)
+    newest: dict = {}
+    for artifact in found:
+        newest.setdefault(artifact.key, artifact)
+    return newest

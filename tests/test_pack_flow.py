@@ -6,14 +6,10 @@ import logging
 import pytest
 
 from primer.cli import main as cli_main
+from tests.conftest import flow_artifacts
 
 
-def _artifacts(keys):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        return client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
+KEYS = ["pack-sources", "pack-summary", "pack-progress"]
 
 
 def _overrides(corpus_dir, root, **extra):
@@ -25,22 +21,23 @@ def _overrides(corpus_dir, root, **extra):
 def test_pack_flow_publishes_artifacts_and_reuses(prefect_harness, tmp_path, corpus_dir):
     from flows.pack import pack
 
-    uri = pack(profile="tiny", overrides=_overrides(corpus_dir, str(tmp_path / "store")))
+    state = pack(profile="tiny", overrides=_overrides(corpus_dir, str(tmp_path / "store")), return_state=True)
+    uri = state.result()
     manifest = json.loads((tmp_path / "store" / "pack" / uri.rsplit("/", 1)[-1] / "manifest.json").read_text())
     assert manifest["splits"]["train"]["rows"] > 0
 
-    kinds = {a.key: a for a in _artifacts(["pack-sources", "pack-summary", "pack-progress"])}
-    assert set(kinds) == {"pack-sources", "pack-summary", "pack-progress"}
+    kinds = flow_artifacts(state.state_details.flow_run_id, KEYS)
+    assert set(kinds) == set(KEYS)
     table = kinds["pack-sources"].data
     rows = json.loads(table) if isinstance(table, str) else table
     assert {r["source"] for r in rows} == {"json", "email"}
     assert uri in kinds["pack-summary"].data
     assert float(kinds["pack-progress"].data) == 100.0
 
-    again = pack(profile="tiny", overrides=_overrides(corpus_dir, str(tmp_path / "store")))
-    assert again == uri
-    latest = [a for a in _artifacts(["pack-summary"]) if "(reused)" in a.data]
-    assert latest, "the second run should report that it reused the shards"
+    again = pack(profile="tiny", overrides=_overrides(corpus_dir, str(tmp_path / "store")), return_state=True)
+    assert again.result() == uri
+    summary = flow_artifacts(again.state_details.flow_run_id, ["pack-summary"])["pack-summary"]
+    assert "(reused)" in summary.data, "the second run should report that it reused the shards"
 
 
 def test_cli_bad_input_prints_one_clear_line(prefect_harness, tmp_path, capsys):
@@ -67,7 +64,8 @@ def test_secrets_never_reach_logs_artifacts_or_manifests(prefect_harness, s3_env
     secret = "primer-test-secret-value-XYZ"
     caplog.set_level(logging.DEBUG)
     overrides = _overrides(corpus_dir, f"s3://{s3_env['bucket']}/primer", **{"store.endpoint_url": s3_env["endpoint"]})
-    uri = pack(profile="tiny", overrides=overrides)
+    state = pack(profile="tiny", overrides=overrides, return_state=True)
+    uri = state.result()
     assert uri.startswith(f"s3://{s3_env['bucket']}/primer/pack/")
 
     fs = s3fs.S3FileSystem(client_kwargs={"endpoint_url": s3_env["endpoint"]})
@@ -75,5 +73,7 @@ def test_secrets_never_reach_logs_artifacts_or_manifests(prefect_harness, s3_env
         if path.endswith(".json"):
             assert secret not in fs.cat_file(path).decode(), path
     assert secret not in caplog.text
-    for artifact in _artifacts(["pack-sources", "pack-summary"]):
+    artifacts = flow_artifacts(state.state_details.flow_run_id, KEYS)
+    assert len(artifacts) == 3
+    for artifact in artifacts.values():
         assert secret not in json.dumps(artifact.data)

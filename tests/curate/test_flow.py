@@ -35,8 +35,8 @@ def curated(planted_corpus, mbpp_path, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("curate-store")
     over = overrides(planted_corpus, root, mbpp_path)
-    uri = curate("tiny", over)
-    return {"uri": uri, "over": over, "root": root}
+    state = curate("tiny", over, return_state=True)
+    return {"uri": state.result(), "over": over, "root": root, "flow_run_id": state.state_details.flow_run_id}
 
 
 def test_planted_cases_excluded_with_reason(curated, planted_corpus):
@@ -90,13 +90,10 @@ def test_output_reads_as_a_parquet_source(curated):
 
 
 def test_artifacts_published(curated):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from tests.conftest import flow_artifacts
 
     keys = ["curate-funnel", "curate-classifier-metrics", "curate-classifier-confusion", "curate-drops"]
-    with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))
-    found = {a.key: a for a in arts}
+    found = flow_artifacts(curated["flow_run_id"], keys)
     assert set(keys) <= set(found)
     metrics = found["curate-classifier-metrics"].data
     rows = json.loads(metrics) if isinstance(metrics, str) else metrics

@@ -128,7 +128,8 @@ def test_ablation_publishes_a_comparison(prefect_harness, scripted_server, corpu
     root = str(tmp_path / "store")
     ov = fast(root, corpus_dir, **teacher(scripted_server))
     ov["curate.sources"] = [{"uri": str(corpus_dir / pkg)} for pkg in CORPUS_PACKAGES[:3]]
-    uri = ablation(profile="tiny", overrides=ov, humaneval_limit=20)
+    state = ablation(profile="tiny", overrides=ov, humaneval_limit=20, return_state=True)
+    uri = state.result()
     store = open_store(load_config("tiny", {"store.root": root}).store)
     manifest = store.read_json(f"{uri}/manifest.json")
     arms = {a["arm"]: a for a in manifest["arms"]}
@@ -138,9 +139,8 @@ def test_ablation_publishes_a_comparison(prefect_harness, scripted_server, corpu
     assert all(a["humaneval_loss"] > 0 for a in arms.values())
     assert store.exists(f"{uri}/comparison.png")
 
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from tests.conftest import flow_artifacts
 
-    with get_client(sync_client=True) as client:
-        found = client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=["ablation-comparison"])))
-    assert found
+    found = flow_artifacts(state.state_details.flow_run_id, ["ablation-comparison", "ablation-summary"])
+    assert set(found) == {"ablation-comparison", "ablation-summary"}
+    assert {r["arm"] for r in json.loads(found["ablation-comparison"].data)} == set(arms)

@@ -8,15 +8,9 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 
+from tests.conftest import flow_artifacts
+
 from .conftest import MBPP_PATH
-
-
-def _artifacts(keys):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
-    with get_client(sync_client=True) as client:
-        return {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))}
 
 
 def test_select_export_evaluate_flows(prefect_harness, scoring_store):
@@ -28,15 +22,18 @@ def test_select_export_evaluate_flows(prefect_harness, scoring_store):
     overrides = {"store.root": store.cfg.root, "select.limit": 2, "select.max_new_tokens": 8,
                  "evaluate.mbpp_path": MBPP_PATH, "evaluate.limit": 2, "evaluate.max_new_tokens": 8,
                  "evaluate.workers": 2, "evaluate.device": "cpu", "export.name": "flow-test"}
-    sel_uri = select(profile="tiny", overrides=overrides, run=run["uri"])
+    sel_state = select(profile="tiny", overrides=overrides, run=run["uri"], return_state=True)
+    sel_uri = sel_state.result()
     sel = json.loads(Path(sel_uri, "manifest.json").read_text())
     assert sel["kind"] == "selection" and sel["split"] == "validation" and sel["chosen"]["step"] == 20
 
-    release = export(profile="tiny", overrides=overrides, selection=sel_uri)
+    export_state = export(profile="tiny", overrides=overrides, selection=sel_uri, return_state=True)
+    release = export_state.result()
     card = Path(release, "README.md").read_text()
     assert "flow-test" in card and "MBPP validation" in card
 
-    uri = evaluate(profile="tiny", overrides=overrides, release=release)
+    eval_state = evaluate(profile="tiny", overrides=overrides, release=release, return_state=True)
+    uri = eval_state.result()
     summary = json.loads(Path(uri, "summary.json").read_text())
     assert [(r["benchmark"], r["split"], r["prompt_format"]) for r in summary["runs"]] == [
         ("humaneval", "test", "humaneval"), ("mbpp", "test", "austin3shot"), ("mbpp", "test", "docstring_first_test")]
@@ -46,7 +43,9 @@ def test_select_export_evaluate_flows(prefect_harness, scoring_store):
     assert len(rows) == 6 and {"task_id", "prompt_format", "sample_index", "completion", "passed", "error_kind",
                                "duration_s"} <= set(rows[0])
 
-    arts = _artifacts(["select-candidates", "select-summary", "export-summary", "evaluate-results", "evaluate-summary"])
+    arts = {**flow_artifacts(sel_state.state_details.flow_run_id, ["select-candidates", "select-summary"]),
+            **flow_artifacts(export_state.state_details.flow_run_id, ["export-summary"]),
+            **flow_artifacts(eval_state.state_details.flow_run_id, ["evaluate-results", "evaluate-summary"])}
     assert set(arts) == {"select-candidates", "select-summary", "export-summary", "evaluate-results", "evaluate-summary"}
     assert "Chosen" in arts["select-summary"].data and "511-600" in arts["select-summary"].data
     md = arts["evaluate-summary"].data

@@ -8,20 +8,17 @@ from tests.synth.test_stage import overrides
 
 @pytest.mark.slow
 def test_flow_returns_uri_and_publishes_usage(prefect_harness, scripted_server, tmp_path, monkeypatch):
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-
     from flows.synthesize import synthesize
+    from tests.conftest import flow_artifacts
 
     ov = overrides(scripted_server, tmp_path / "store", **{"synth.textbooks": 4, "synth.exercises": 2})
-    uri = synthesize(profile="tiny", overrides=ov)
+    state = synthesize(profile="tiny", overrides=ov, return_state=True)
+    uri = state.result()
     assert uri.startswith(str(tmp_path / "store")) and "/synthesize/" in uri
     assert (tmp_path / "store" / uri.split(str(tmp_path / "store") + "/", 1)[1] / MANIFEST).exists()
     assert synthesize(profile="tiny", overrides=ov) == uri          # reused
-    with get_client(sync_client=True) as client:
-        arts = client.read_artifacts(artifact_filter=ArtifactFilter(
-            key=ArtifactFilterKey(any_=["synthesize-teacher-usage", "synthesize-samples"])))
-    assert {"synthesize-teacher-usage", "synthesize-samples"} <= {a.key for a in arts}
+    arts = flow_artifacts(state.state_details.flow_run_id, ["synthesize-teacher-usage", "synthesize-samples"])
+    assert {"synthesize-teacher-usage", "synthesize-samples"} <= set(arts)
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     skipped = synthesize(profile="tiny", overrides={**ov, "teacher.base_url": "", "teacher.api_key_env": "NOPE_KEY"})

@@ -143,7 +143,8 @@ def test_finetune_starts_from_pretrained_weights_with_its_own_schedule(prefect_h
           "train.finetune.max_steps": 4, "train.finetune.warmup_steps": 2, "train.finetune.lr": 1e-4,
           "train.finetune.batch_size": 8, "train.finetune.micro_batch": 4, "train.finetune.save_every": 2,
           "train.finetune.eval_every": 2, "train.finetune.eval_batches": 2}
-    run_uri = train(profile="tiny", overrides=ov)
+    state = train(profile="tiny", overrides=ov, return_state=True)
+    run_uri = state.result()
     store = zero2_run["store"]
     ft = store.read_json(run_uri + "/manifest.json")
     assert ft["phase"] == "finetune" and [c["step"] for c in ft["checkpoints"]] == [2, 4]
@@ -159,12 +160,10 @@ def test_finetune_starts_from_pretrained_weights_with_its_own_schedule(prefect_h
                                                                  "eval_batches": 2, "micro_batch": 4}}
     assert step0["val_loss"] == pytest.approx(_val_loss_from_weights(store, start, spec), abs=1e-5)
 
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from tests.conftest import flow_artifacts
 
     keys = ["train-finetune-checkpoints", "train-finetune-summary", "train-finetune-progress"]
-    with get_client(sync_client=True) as client:
-        found = {a.key: a for a in client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=keys)))}
+    found = flow_artifacts(state.state_details.flow_run_id, keys)
     assert set(found) == set(keys)
     assert "data:image/png;base64," in found["train-finetune-summary"].data
     assert store.exists(store.uri("train", ft["run_key"], "loss.png"))
