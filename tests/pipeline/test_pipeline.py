@@ -143,4 +143,5 @@ def test_ablation_publishes_a_comparison(prefect_harness, scripted_server, corpu
 
     found = flow_artifacts(state.state_details.flow_run_id, ["ablation-comparison", "ablation-summary"])
     assert set(found) == {"ablation-comparison", "ablation-summary"}
-    assert {r["arm"] for r in json.loads(found["ablation-comparison"].data)} == set(arms)
+    table = found["ablation-comparison"].data
+    assert {r["arm"] for r in (json.loads(table) if isinstance(table, str) else table)} == set(arms)
