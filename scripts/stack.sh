@@ -28,6 +28,9 @@ if [ -f "$STACK_DIR/stack.env" ] && [ -z "${PRIMER_STACK_PORT:-}" ]; then
 fi
 PORT=${PRIMER_STACK_PORT:-4200}
 POOL=${PRIMER_STACK_POOL:-primer-cpu}
+# Deployments for small/phi1 target this pool; it is created here so they deploy, and their runs wait for
+# a worker on a GPU machine (`prefect worker start --pool primer-gpu`, or infra/docker-compose.yml).
+GPU_POOL=${PRIMER_STACK_GPU_POOL:-primer-gpu}
 STORE_ROOT=${PRIMER_STORE_ROOT:-$REPO/artifacts}
 ENDPOINT=${PRIMER_STORE_ENDPOINT_URL:-}
 PREFECT_FILE=${PRIMER_PREFECT_FILE:-deployments/prefect.yaml}
@@ -140,7 +143,7 @@ up() {
     sleep 1; waited=$((waited + 1))
   done
   say "server healthy after ~${waited}s"
-  "$PY" -m primer.prefect_setup stack-init --pool "$POOL" --store-root "$STORE_ROOT" \
+  "$PY" -m primer.prefect_setup stack-init --pool "$POOL" --pool "$GPU_POOL" --store-root "$STORE_ROOT" \
     ${ENDPOINT:+--endpoint-url "$ENDPOINT"} | sed 's/^/stack: /'
   if alive worker; then
     say "worker already running (pid $(cat "$STACK_DIR/worker.pid"))"
