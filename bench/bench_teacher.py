@@ -24,7 +24,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--concurrency", type=int, default=32)
     ap.add_argument("--delay", type=float, default=0.1)
-    ap.add_argument("--requests", type=int, default=960)
+    ap.add_argument("--requests", type=int, default=3200)
     ap.add_argument("--no-ledger", action="store_true", help="do not commit answers to a ledger")
     args = ap.parse_args()
 
