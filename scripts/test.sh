@@ -7,5 +7,6 @@ bash scripts/ci-system-deps.sh   # Debian's chromium for the dashboard test; a n
 . .venv/bin/activate
 export PREFECT_SERVER_ANALYTICS_ENABLED=false TOKENIZERS_PARALLELISM=true
 export PREFECT_HOME="$PWD/.primer/prefect-test"
+mkdir -p "$PREFECT_HOME"
 mkdir -p test-outputs
 python -m pytest -q --timeout=900 "$@"
