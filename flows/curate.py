@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import tempfile
 import time
 from pathlib import Path
@@ -29,6 +30,7 @@ from prefect.cache_policies import NO_CACHE
 
 from primer import dashboard
 from primer.config import PrimerConfig, load_config
+from primer.evals.mbpp import ENV_VAR as MBPP_ENV
 from primer.store import ArtifactStore, FileRecord, content_key, open_store
 from tasks.curate import stages
 from tasks.curate.stages import Work
@@ -163,6 +165,7 @@ def curate(profile: str = "tiny", overrides: dict[str, Any] | None = None) -> st
     """Curate the configured sources; returns the URI of the output (a StageOutput with manifest.json)."""
     cfg = load_config(profile, overrides)
     c = cfg.curate
+    c.mbpp_path = c.mbpp_path or os.environ.get(MBPP_ENV, "")  # the same fallback as evaluate
     log = _logger()
     store = open_store(cfg.store)
     sources = stages.resolve_sources(c, cfg.store)

@@ -80,7 +80,8 @@ class CurateConfig:
     # ---- decontamination ----------------------------------------------------------------------------------
     decontaminate: bool = knob(True, help="Drop documents that contain HumanEval/MBPP problems (reason "
                                           "contaminated, evidence in contamination/).")
-    mbpp_path: str = knob("", help="MBPP jsonl (path or URL, fields task_id/code); empty = skip MBPP.")
+    mbpp_path: str = knob("", help="MBPP jsonl (path or URL, fields task_id/code); empty = $PRIMER_MBPP_PATH, "
+                                          "and when that is unset too, MBPP is skipped with a note.")
     ngram_size: int = knob(10, help="Code tokens per n-gram for the benchmark overlap check.", min=3, max=64)
     ngram_threshold: float = knob(0.5, help="Fraction of a benchmark item's n-grams found in a document that "
                                             "marks it contaminated.", min=0.01, max=1.0)
