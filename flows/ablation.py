@@ -85,7 +85,7 @@ def ablation(profile: str = "tiny", overrides: dict[str, Any] | None = None, hum
     if synth:
         arms["curated+synthetic"] = pack(profile, {**shared, "pack.sources": pretraining_sources(curated, synth)})
     else:
-        logger.warning("arm curated+synthetic skipped: %s", synth_result)
+        logger.warning("arm curated+synthetic %s", synth_result)  # "skipped: <why>"
 
     tokenizer, _ = load_tokenizer(store, tokenizer_uri, cfg.tokenizer.eos_token)
     tokenizer.encode_special_tokens = True
