@@ -5,7 +5,7 @@ import socket
 
 import pytest
 
-from .test_hostile import run_hostile
+from .test_hostile import ORPHAN_SPAWNER, run_hostile
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -22,17 +22,7 @@ def test_fallback_infinite_loop(fallback_sandbox, marker):
 
 
 def test_fallback_orphans_are_killed(fallback_sandbox, marker):
-    run_hostile(fallback_sandbox, marker, """
-        import os, subprocess, time
-        os.posix_spawn("/bin/sh", ["/bin/sh", "-c", "sleep 60; echo MARK"], dict(os.environ))
-        if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 60; echo MARK"])
-            os._exit(0)
-        subprocess.Popen(["/bin/sh", "-c", "sleep 60; echo MARK"], start_new_session=True)
-        time.sleep(0.2)
-    """, "assert False\n", timeout_s=3.0)
+    run_hostile(fallback_sandbox, marker, ORPHAN_SPAWNER, "assert False\n", timeout_s=3.0)
 
 
 def test_fallback_early_exit_and_forgery(fallback_sandbox, marker):

