@@ -100,7 +100,9 @@ def pipeline(profile: str = "tiny", overrides: dict[str, Any] | None = None, run
     last_run = train(profile, train_overrides)
     run_manifest = store.read_json(f"{last_run}/manifest.json")
     if run_manifest["phase"] == "finetune":
-        pre_run = store.read_json(f"{last_run}/spec.json")["init_weights"].rsplit("/step-", 1)[0]
+        # the finetune started from a pretraining checkpoint; its manifest names the run it belongs to
+        start_ckpt = run_manifest["inputs"]["init_weights"].rsplit("/", 1)[0]
+        pre_run = store.uri("train", store.read_json(f"{start_ckpt}/manifest.json")["run"])
         lineage.record("pretrain", stage_entry(store, pre_run, [shards]))
         lineage.record("finetune", stage_entry(store, last_run, [finetune_shards, pre_run]))
     else:
