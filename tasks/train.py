@@ -105,8 +105,30 @@ def launch_env(spec: dict[str, Any]) -> dict[str, str]:
     return env
 
 
+SHM_PATTERN = "/dev/shm/deepspeed_allreduce_buffer*"
+
+
 def _shm_buffers() -> set[str]:
-    return set(glob.glob("/dev/shm/deepspeed_allreduce_buffer*"))
+    return set(glob.glob(SHM_PATTERN))
+
+
+def remove_stale_shm_buffers() -> list[str]:
+    """Remove DeepSpeed's /dev/shm buffers that no live process maps: the leftovers of runs killed with
+    SIGKILL (whose launcher could not clean up). Buffers of running trainings are mapped and kept."""
+    buffers = _shm_buffers()
+    if not buffers:
+        return []
+    in_use: set[str] = set()
+    for maps in glob.glob("/proc/[0-9]*/maps"):
+        try:
+            with open(maps) as f:
+                in_use.update(line.split(None, 5)[-1].strip() for line in f if "deepspeed_allreduce_buffer" in line)
+        except OSError:  # the process ended, or is not ours to read
+            continue
+    stale = sorted(b for b in buffers if b not in in_use)
+    for path in stale:
+        Path(path).unlink(missing_ok=True)
+    return stale
 
 
 def launch(spec: dict[str, Any], nproc: int, launcher: str, hostfile: str = "",
@@ -114,6 +136,9 @@ def launch(spec: dict[str, Any], nproc: int, launcher: str, hostfile: str = "",
     """Run the program to completion; return its events. Raises TrainingFailed with the output's tail."""
     events: list[dict[str, Any]] = []
     tail: deque[str] = deque(maxlen=40)
+    stale = remove_stale_shm_buffers()
+    if stale:
+        log.info("removed %d shared-memory buffers left by killed training runs", len(stale))
     before = _shm_buffers()
     with tempfile.TemporaryDirectory(prefix="primer-train-") as tmp:
         spec_path = Path(tmp) / "spec.json"

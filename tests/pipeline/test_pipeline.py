@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import signal
@@ -98,6 +99,7 @@ def test_killed_pipeline_reruns_without_redoing_finished_stages(prefect_harness,
     args = [sys.executable, "-m", "primer.cli", "run", "--profile", "tiny"]
     for key, value in overrides.items():
         args += ["--set", f"{key}={json.dumps(value)}"]
+    shm_before = set(glob.glob("/dev/shm/deepspeed_allreduce_buffer*"))
     proc = subprocess.Popen(args, env=env, cwd=tmp_path, start_new_session=True,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     # kill it in the middle of training, after the first checkpoint landed in the store
@@ -117,6 +119,8 @@ def test_killed_pipeline_reruns_without_redoing_finished_stages(prefect_harness,
     run_id = pipeline(profile="tiny", overrides=overrides)
     store = open_store(load_config("tiny", {"store.root": root}).store)
     assert load_lineage(store, run_id)["status"] == "complete"
+    # the killed run's DeepSpeed buffers in /dev/shm were cleaned by the next launch
+    assert not [b for b in glob.glob("/dev/shm/deepspeed_allreduce_buffer*") if b not in shm_before]
     for path, stamp in stamps.items():  # finished outputs were reused, not rewritten
         assert json.loads(path.read_text())["created_unix"] == stamp, path
     assert json.loads(first_ckpt.read_text())["created_unix"] == ckpt_stamp  # training resumed, not restarted
