@@ -63,9 +63,6 @@ class PrimerConfig:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
-    def section(self, name: str) -> Any:
-        return getattr(self, name)
-
 
 # ------------------------------------------------------------------------------------------- machinery
 

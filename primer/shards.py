@@ -66,9 +66,10 @@ def load_manifest(store: ArtifactStore, uri: str) -> dict[str, Any]:
     return store.read_json(manifest_uri)
 
 
-def iter_split(store: ArtifactStore, uri: str, split: str = "train") -> Iterator[np.ndarray]:
+def iter_split(store: ArtifactStore, uri: str, split: str = "train",
+               manifest: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
     """Yield each shard of `split` as int32 [n_rows, seq_len], in order."""
-    manifest = load_manifest(store, uri)
+    manifest = manifest or load_manifest(store, uri)
     for name in manifest["splits"][split]["shards"]:
         yield read_shard_bytes(store.read_bytes(f"{uri.rstrip('/')}/{name}"))
 
@@ -76,7 +77,7 @@ def iter_split(store: ArtifactStore, uri: str, split: str = "train") -> Iterator
 def read_split(store: ArtifactStore, uri: str, split: str = "train") -> np.ndarray:
     """All rows of a split as one int32 [n_rows, seq_len] array (small data and tests)."""
     manifest = load_manifest(store, uri)
-    parts = list(iter_split(store, uri, split))
+    parts = list(iter_split(store, uri, split, manifest))
     if not parts:
         return np.zeros((0, manifest["seq_len"]), dtype=np.int32)
     return np.concatenate(parts)

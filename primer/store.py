@@ -154,24 +154,27 @@ class ArtifactStore:
     def read_json(self, uri: str) -> Any:
         return json.loads(self.read_bytes(uri))
 
+    @staticmethod
+    def _replace_local(dest: str, write: Any) -> None:
+        """Write through a temporary sibling, then rename: readers never see a half-written file."""
+        target = Path(dest)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{target.name}"
+        write(tmp)
+        os.replace(tmp, target)
+
     def put_file(self, local: str | Path, uri: str) -> None:
         """Atomically place a local file at `uri`."""
         dest = self.to_path(uri)
         if self.is_local:
-            Path(dest).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(dest).parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{Path(dest).name}"
-            shutil.copyfile(local, tmp)
-            os.replace(tmp, dest)
+            self._replace_local(dest, lambda tmp: shutil.copyfile(local, tmp))
         else:
             self.fs.put_file(str(local), dest)
 
     def write_bytes(self, uri: str, data: bytes) -> None:
         dest = self.to_path(uri)
         if self.is_local:
-            Path(dest).parent.mkdir(parents=True, exist_ok=True)
-            tmp = Path(dest).parent / f"{_TMP_PREFIX}{uuid.uuid4().hex}-{Path(dest).name}"
-            tmp.write_bytes(data)
-            os.replace(tmp, dest)
+            self._replace_local(dest, lambda tmp: tmp.write_bytes(data))
         else:
             self.fs.pipe_file(dest, data)
 

@@ -70,8 +70,7 @@ def pack_key(cfg: PackConfig, tok: TokenizerRef, sources: list[ResolvedSource]) 
 
 
 def tokenize_source(src: ResolvedSource, tokenizer: Tokenizer, eos_id: int, cfg: PackConfig,
-                    store_cfg=None, on_batch: Callable[[int], None] | None = None,
-                    texts_out: list[str] | None = None) -> TokenizedSource:
+                    store_cfg=None, on_batch: Callable[[int], None] | None = None) -> TokenizedSource:
     """Read and tokenize one source in batches of `cfg.batch_docs` documents."""
     out = TokenizedSource(source=src)
     chunks: list[np.ndarray] = []
@@ -105,8 +104,6 @@ def tokenize_source(src: ResolvedSource, tokenizer: Tokenizer, eos_id: int, cfg:
         out.bytes += len(doc.text)
         batch_ids.append(doc.id)
         batch_texts.append(doc.text)
-        if texts_out is not None:
-            texts_out.append(doc.text)
         if len(batch_texts) >= cfg.batch_docs:
             flush()
     flush()
