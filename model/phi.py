@@ -3,6 +3,7 @@
     x = embed(ids)                                   (B, T, C)
     for each block:  h = ln(x);  x = x + attn(h) + mlp(h)     attention and MLP in parallel
     logits = lm_head(ln_f(x))                        (B, T, V), lm_head has a bias
+    loss = fused lm_head + cross entropy, chunked over rows, when targets are given (model/loss.py)
 
 Packed rows (documents joined by EOS) get positions that restart per document and attention that does
 not cross documents; see model/packing.py.
@@ -19,7 +20,7 @@ from torch.utils.checkpoint import checkpoint
 
 from .attention import AttnSpec, CausalSelfAttention, KVCache, flash_varlen_usable
 from .config import ModelConfig
-from .loss import cross_entropy
+from .loss import linear_cross_entropy
 from .packing import block_causal_mask, cu_seqlens, doc_layout
 from .rotary import gather_rotary, rotary_tables
 
@@ -34,6 +35,20 @@ class MLP(nn.Module):
         # One fused kernel for HF's "gelu_new" (0.5x(1+tanh(sqrt(2/pi)(x+0.044715x^3)))): same function,
         # but HF evaluates it as ~8 separate ops, each saving a (B, T, d_mlp) tensor for backward.
         return self.fc2(F.gelu(self.fc1(h), approximate="tanh"))
+
+
+class LMHead(nn.Linear):
+    """The output projection (with a bias, as HF Phi). Given targets it returns the mean next-token loss
+    instead of logits, computed chunk by chunk so the (B, T, V) logits never exist (model/loss.py).
+
+    The loss runs inside this module's forward so that DeepSpeed ZeRO-3, which gathers a module's
+    partitioned parameters around its forward, has the weight in place.
+    """
+
+    def forward(self, h: torch.Tensor, targets: torch.Tensor | None = None) -> torch.Tensor:
+        if targets is None:
+            return super().forward(h)  # (..., V) logits
+        return linear_cross_entropy(h, self.weight, self.bias, targets)
 
 
 class Block(nn.Module):
@@ -64,7 +79,7 @@ class PhiLM(nn.Module):
         self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
         self.blocks = nn.ModuleList([Block(cfg) for _ in range(cfg.n_layer)])
         self.ln_f = nn.LayerNorm(cfg.d_model, eps=cfg.layer_norm_eps)
-        self.lm_head = nn.Linear(cfg.d_model, cfg.vocab_size)  # with bias, as HF Phi
+        self.lm_head = LMHead(cfg.d_model, cfg.vocab_size)
         if cfg.tie_embeddings:
             self.lm_head.weight = self.embed.weight
         # Rotary tables are derived state: not saved, rebuilt on load, kept fp32 (cast per forward).
@@ -153,8 +168,9 @@ class PhiLM(nn.Module):
         input_ids: torch.Tensor,  # (B, T) int64, T <= max_seq_len
         targets: torch.Tensor | None = None,  # (B, T) next-token ids aligned with input_ids; -100 = ignore
         doc_mask: bool = True,
-    ) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Logits (B, T, V) for every position and, given targets, the mean next-token cross entropy.
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """(logits, loss): logits (B, T, V) without targets; with targets, the mean next-token cross
+        entropy (fp32 scalar) and logits None, because the fused head + loss never materialises them.
 
         doc_mask=True treats EOS as a document end: positions restart and attention stays inside each
         document. doc_mask=False is plain causal LM over the whole row (what HF Phi computes).
@@ -162,8 +178,7 @@ class PhiLM(nn.Module):
         if input_ids.shape[1] > self.cfg.max_seq_len:
             raise ValueError(f"sequence length {input_ids.shape[1]} > max_seq_len {self.cfg.max_seq_len}")
         positions, spec = self.attn_spec(input_ids, doc_mask)
-        logits = self.lm_head(self.hidden(input_ids, positions, spec))
-        loss = None
-        if targets is not None:
-            loss = cross_entropy(logits, targets)
-        return logits, loss
+        h = self.hidden(input_ids, positions, spec)
+        if targets is None:
+            return self.lm_head(h), None
+        return None, self.lm_head(h, targets)
