@@ -8,7 +8,7 @@ loss *and* the gradient (softmax - onehot) / n right away, multiplied into grad_
 grad_W / grad_b, then dropped. Backward only scales the saved gradients by d(out)/d(loss).
 
 Why: with V = 51200 the logits and their softmax are the largest activations of the model (an fp32
-(N, V) buffer is 6.7 GB for 16k tokens), and on CPU each full-size pass (log_softmax, softmax, scatter,
+(N, V) buffer is 3.4 GB for 8 x 2048 tokens), and on CPU each full-size pass (log_softmax, softmax, scatter,
 scale) streams them through memory while a chunk stays in cache. On the CPU tiny benchmark this is the
 difference between ~68 ms and ~48 ms for the head + loss of an 8 x 256 batch (docs/model.md).
 
