@@ -44,8 +44,11 @@ class _Rows:
         self.acc = torch.promote_types(cd, torch.float32)  # log-sum-exp / softmax dtype
         valid = targets != IGNORE_INDEX  # (N,)
         self.tgt = torch.where(valid, targets, 0)[:, None]  # (N, 1) safe gather index
-        # Mean over valid targets: NaN when every target is ignored, exactly like F.cross_entropy.
-        self.scale = valid.to(self.acc) / valid.sum()  # (N,)
+        self.valid = valid.to(self.acc)  # (N,) 1 = counts, 0 = ignored
+        # The mean's 1/n is applied to the sums at the very end, never to per-element gradients: with
+        # fp16 GEMM inputs, (softmax - onehot) / n would underflow before any loss scaling could help.
+        # NaN when every target is ignored, exactly like F.cross_entropy.
+        self.inv_n = 1.0 / valid.sum().to(self.acc)  # () scalar
         self.h, self.w = h.to(cd), weight.to(cd)
         self.b = bias.to(cd) if bias is not None else None
         n = h.shape[0]
@@ -58,7 +61,7 @@ class _Rows:
         return out.to(self.acc)
 
     def loss_and_softmax(self, sl: slice) -> tuple[torch.Tensor, torch.Tensor]:
-        """This chunk's share of the mean loss (a scalar) and its softmax (r, V) in the accumulation dtype.
+        """This chunk's summed loss over valid rows (a scalar) and its softmax (r, V) in the accumulation dtype.
 
         One fused softmax pass gives the log-sum-exp too: at the arg-max the softmax is exp(0) / sum,
         so lse = max + log(sum) = max - log(max softmax), and max softmax >= 1/V never underflows.
@@ -70,12 +73,12 @@ class _Rows:
         p = torch.softmax(logits, -1)
         del logits
         lse = top - p.amax(-1).log()
-        return ((lse - picked) * self.scale[sl]).sum(), p
+        return ((lse - picked) * self.valid[sl]).sum(), p
 
 
 def _loss_only(h, weight, bias, targets, chunk_rows) -> torch.Tensor:
     rows = _Rows(h, weight, bias, targets, chunk_rows)
-    return torch.stack([rows.loss_and_softmax(sl)[0] for sl in rows.slices]).sum()
+    return torch.stack([rows.loss_and_softmax(sl)[0] for sl in rows.slices]).sum() * rows.inv_n
 
 
 class _LinearCrossEntropy(torch.autograd.Function):
@@ -83,9 +86,11 @@ class _LinearCrossEntropy(torch.autograd.Function):
     def forward(ctx, h, weight, bias, targets, chunk_rows):
         # h (N, C), weight (V, C), bias (V,) or None, targets (N,) int64 with IGNORE_INDEX = no loss
         need_h, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_h = torch.empty_like(h) if need_h else None
-        grad_w = torch.zeros(weight.shape, dtype=torch.float32, device=weight.device) if need_w else None
-        grad_b = torch.zeros(bias.shape, dtype=torch.float32, device=bias.device) if need_b else None
+        # Gradients of the *summed* loss, kept in fp32 (or fp64); backward applies grad_loss / n.
+        f32 = torch.promote_types(h.dtype, torch.float32)
+        grad_h = torch.empty(h.shape, dtype=f32, device=h.device) if need_h else None
+        grad_w = torch.zeros(weight.shape, dtype=f32, device=weight.device) if need_w else None
+        grad_b = torch.zeros(bias.shape, dtype=f32, device=bias.device) if need_b else None
         parts = []
         # Autocast stays off inside: _Rows casts to the autocast dtype itself, and the gradient GEMMs
         # below must not be re-cast behind our back.
@@ -94,9 +99,10 @@ class _LinearCrossEntropy(torch.autograd.Function):
             for sl in rows.slices:
                 part, p = rows.loss_and_softmax(sl)  # p (r, V)
                 parts.append(part)
-                # d loss / d logits = (softmax - onehot(target)) * scale, built in the softmax buffer.
-                p.mul_(rows.scale[sl, None])
-                p.scatter_add_(1, rows.tgt[sl], -rows.scale[sl, None])
+                # d(summed loss) / d logits = (softmax - onehot(target)) * valid, built in the softmax
+                # buffer; every entry is in [-1, 1], safe in any GEMM dtype.
+                p.mul_(rows.valid[sl, None])
+                p.scatter_add_(1, rows.tgt[sl], -rows.valid[sl, None])
                 pc = p.to(rows.w.dtype)  # back to the GEMM dtype (no copy in fp32)
                 if grad_h is not None:
                     grad_h[sl] = pc @ rows.w  # (r, C)
@@ -107,18 +113,16 @@ class _LinearCrossEntropy(torch.autograd.Function):
                         grad_w += pc.t() @ rows.h[sl]
                 if grad_b is not None:
                     grad_b += p.sum(0)
-        ctx.save_for_backward(grad_h, grad_w, grad_b)
-        ctx.dtypes = (weight.dtype, bias.dtype if bias is not None else None)
-        return torch.stack(parts).sum()
+        ctx.save_for_backward(grad_h, grad_w, grad_b, rows.inv_n)
+        ctx.dtypes = (h.dtype, weight.dtype, bias.dtype if bias is not None else None)
+        return torch.stack(parts).sum() * rows.inv_n
 
     @staticmethod
     def backward(ctx, grad_loss):
-        grad_h, grad_w, grad_b = ctx.saved_tensors
-        w_dtype, b_dtype = ctx.dtypes
-        out_h = grad_h * grad_loss.to(grad_h.dtype) if grad_h is not None else None
-        out_w = (grad_w * grad_loss).to(w_dtype) if grad_w is not None else None
-        out_b = (grad_b * grad_loss).to(b_dtype) if grad_b is not None else None
-        return out_h, out_w, out_b, None, None
+        *grads, inv_n = ctx.saved_tensors
+        factor = grad_loss * inv_n  # () upstream gradient (loss scale, 1/accumulation steps) over n
+        out = [None if g is None else (g * factor).to(dtype) for g, dtype in zip(grads, ctx.dtypes)]
+        return (*out, None, None)  # h, weight, bias; nothing for targets, chunk_rows
 
 
 def linear_cross_entropy(

@@ -97,3 +97,20 @@ def test_row_count_mismatch_is_a_clear_error():
     h, w, b, t = _inputs()
     with pytest.raises(ValueError, match="40 hidden rows but 39 targets"):
         linear_cross_entropy(h, w, b, t[:-1])
+
+
+def test_fp16_gradients_survive_a_large_mean():
+    """(softmax - onehot) / n underflows in fp16 for n ~ 10^4; the 1/n must wait for the fp32 sums."""
+    g = torch.Generator().manual_seed(3)
+    n, c, v = 4096, 8, 512
+    h = torch.randn(n, c, generator=g).half().requires_grad_()
+    w = (0.1 * torch.randn(v, c, generator=g)).half().requires_grad_()
+    t = torch.randint(0, v, (n,), generator=g)
+    scaled = 1024.0 * linear_cross_entropy(h, w, None, t)  # as a fp16 loss scaler would
+    gh, gw = torch.autograd.grad(scaled, (h, w))
+    h32, w32 = h.detach().float().requires_grad_(), w.detach().float().requires_grad_()
+    rh, rw = torch.autograd.grad(1024.0 * F.cross_entropy(h32 @ w32.t(), t), (h32, w32))
+    assert gh.dtype == gw.dtype == torch.float16
+    torch.testing.assert_close(gh.float(), rh, atol=2e-3, rtol=2e-2)
+    torch.testing.assert_close(gw.float(), rw, atol=2e-3, rtol=2e-2)
+    assert (gh != 0).float().mean() > 0.99  # not flushed to zero
