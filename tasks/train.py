@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from primer.config import PrimerConfig
-from primer.errors import PrimerError
+from primer.errors import ConfigError, PrimerError
 from primer.shards import load_manifest
 from primer.store import ArtifactStore, content_key
 from primer.training.checkpoints import list_checkpoints
@@ -131,9 +131,20 @@ def remove_stale_shm_buffers() -> list[str]:
     return stale
 
 
+def check_precision(dtype: str, hostfile: str = "") -> None:
+    """Fail before spawning anything when this node will train on CPU in fp16 (DeepSpeed would stop every
+    rank with "Type fp16 is not supported on your device"). With a hostfile the ranks run elsewhere."""
+    import torch
+
+    if dtype == "fp16" and not hostfile and not torch.cuda.is_available():
+        raise ConfigError("train.dtype=fp16: no CUDA device on this node and DeepSpeed has no fp16 on CPU; "
+                          "use --set train.dtype=bf16 (or fp32) for CPU training")
+
+
 def launch(spec: dict[str, Any], nproc: int, launcher: str, hostfile: str = "",
            on_event: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
     """Run the program to completion; return its events. Raises TrainingFailed with the output's tail."""
+    check_precision(spec["dtype"], hostfile)
     events: list[dict[str, Any]] = []
     tail: deque[str] = deque(maxlen=40)
     stale = remove_stale_shm_buffers()

@@ -135,6 +135,19 @@ def test_zero3_trains_and_consolidates(shards, tmp_path):
     assert _val_loss_from_weights(store, last, spec) == pytest.approx(last["val_loss"], abs=1e-5)
 
 
+def test_bf16_trains_on_cpu_close_to_fp32(zero2_run, shards, tmp_path):
+    """DeepSpeed casts the parameters to bf16 (the fused head + loss then returns bf16 gradients)."""
+    root, uri = shards
+    ov = overrides(root, uri, str(tmp_path / "local"), **{"train.dtype": "bf16", "train.pretrain.save_every": 12})
+    _, _, spec, events = _run(ov)
+    ls, fp32 = losses(events), losses(zero2_run["events"])
+    assert spec["dtype"] == "bf16" and sorted(ls) == list(range(1, 13))
+    assert np.mean([ls[10], ls[11], ls[12]]) < ls[1] - 0.3, ls
+    assert ls != fp32  # really ran in another precision ...
+    for s in ls:  # ... and followed the fp32 run (same data, schedule and init) closely
+        assert ls[s] == pytest.approx(fp32[s], abs=0.05), (s, ls[s], fp32[s])
+
+
 def test_finetune_starts_from_pretrained_weights_with_its_own_schedule(prefect_harness, zero2_run, shards, tmp_path):
     from flows.train import best_checkpoint, train
 
@@ -167,3 +180,15 @@ def test_finetune_starts_from_pretrained_weights_with_its_own_schedule(prefect_h
     assert set(found) == set(keys)
     assert "data:image/png;base64," in found["train-finetune-summary"].data
     assert store.exists(store.uri("train", ft["run_key"], "loss.png"))
+
+
+def test_fp16_on_a_cpu_node_fails_before_spawning_any_rank(monkeypatch):
+    from primer.errors import ConfigError
+    from tasks.train import check_precision
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    monkeypatch.setattr("subprocess.Popen", lambda *a, **k: pytest.fail("a rank was spawned"))
+    with pytest.raises(ConfigError, match=r"train.dtype=fp16: no CUDA device .* train.dtype=bf16"):
+        launch({"dtype": "fp16"}, 2, "deepspeed")
+    check_precision("bf16")  # bf16 and fp32 train on CPU (DeepSpeed casts the parameters)
+    check_precision("fp16", hostfile="/etc/primer/hosts")  # the ranks run on the hostfile's nodes
