@@ -260,8 +260,32 @@ class StageOutput:
             local.write_bytes(data)
         return self.files[-1]
 
+    def missing_files(self) -> list[str]:
+        """Names of the files this writer committed that are not in the store (any more) at their size."""
+        fs = self.store.fs
+        root = fs._strip_protocol(self.store.path(self.stage, self.key)).rstrip("/")
+        fs.invalidate_cache(root)  # s3fs caches listings; this check must see the store as it is now
+        try:
+            found = fs.find(root, detail=True)
+        except FileNotFoundError:
+            found = {}
+        sizes = {fs._strip_protocol(path)[len(root) + 1:]: info.get("size") for path, info in found.items()}
+        return [r.name for r in self.files if sizes.get(r.name) != r.bytes]
+
     def commit(self, manifest: dict[str, Any]) -> dict[str, Any]:
-        """Write manifest.json last. Adds the file list and a content hash over all files."""
+        """Write manifest.json last. Adds the file list and a content hash over all files.
+
+        First checks that every file it lists is still there: a second writer of the same output (the
+        same stage run twice at once on the same inputs) starts by removing what it takes for a crashed
+        attempt's leftovers, and a manifest over missing files would look complete but be broken.
+        """
+        missing = self.missing_files()
+        if missing:
+            shown = ", ".join(missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            raise StoreError(
+                f"{self.uri}: {len(missing)} file(s) written by this run vanished before its manifest ({shown}): "
+                "another run of the same stage on the same inputs is writing this output, or they were deleted. "
+                "Nothing was marked complete; re-run when the other run is done (it will reuse its output).")
         files = sorted(self.files, key=lambda r: r.name)
         full = {
             "stage": self.stage,

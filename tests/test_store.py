@@ -83,3 +83,22 @@ def test_manifest_is_valid_json_with_file_hashes(tmp_path):
     manifest = json.loads((tmp_path / "demo" / "k" / "manifest.json").read_text())
     assert manifest["files"][0]["sha256"] == "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
     assert manifest["files"][0]["bytes"] == 3
+
+
+def test_a_concurrent_writer_cannot_leave_a_manifest_over_missing_files(store_cfg):
+    """Run A is writing; run B of the same stage and inputs starts and clears A's files as leftovers."""
+    store = open_store(store_cfg)
+    a, b = store.output("demo", "shared-key"), store.output("demo", "shared-key")
+    for name in ("part-0.txt", "nested/part-1.txt"):
+        with a.open_local(name) as local:
+            local.write_text("a")
+    assert a.missing_files() == []
+    assert b.clean_partial() == 2  # B takes A's files for a crashed attempt's leftovers
+    with pytest.raises(StoreError, match=r"2 file\(s\) written by this run vanished .*part-0.txt.*another run"):
+        a.commit({"kind": "demo"})
+    assert not a.is_complete()  # no manifest over missing files
+    for name in ("part-0.txt", "nested/part-1.txt"):
+        with b.open_local(name) as local:
+            local.write_text("a")
+    assert [f["name"] for f in b.commit({"kind": "demo"})["files"]] == ["nested/part-1.txt", "part-0.txt"]
+    assert a.missing_files() == []  # B's identical files are in place now
