@@ -4,8 +4,8 @@
 
 Same value and gradients as F.cross_entropy(F.linear(h, W, b).float(), targets, ignore_index=-100), but
 the work goes chunk by chunk over rows: each chunk's logits (rows, V) are computed, turned into the
-loss *and* the gradient (softmax - onehot) / n right away, multiplied into grad_h and accumulated into
-grad_W / grad_b, then dropped. Backward only scales the saved gradients by d(out)/d(loss).
+loss *and* the gradient of the summed loss (softmax - onehot) right away, multiplied into grad_h and
+accumulated into grad_W / grad_b, then dropped. Backward only scales the saved sums by grad_loss / n.
 
 Why: with V = 51200 the logits and their softmax are the largest activations of the model (an fp32
 (N, V) buffer is 3.4 GB for 8 x 2048 tokens), and on CPU each full-size pass (log_softmax, softmax, scatter,
@@ -13,7 +13,8 @@ scale) streams them through memory while a chunk stays in cache: for the head + 
 model's 8 x 256 batch, 54.6 ms against 77.2 ms for F.linear + F.cross_entropy (bench/bench_loss.py).
 
 Precision: chunk logits are computed in the autocast dtype when autocast is on (as nn.Linear would),
-log-sum-exp and softmax in fp32 (or fp64 for fp64 inputs), grad_W / grad_b accumulated in fp32.
+log-sum-exp, softmax and the gradient sums in fp32 (or fp64 for fp64 inputs), cast to the inputs'
+dtypes only after the 1/n (so fp16 gradients do not underflow).
 """
 
 from __future__ import annotations
