@@ -4,7 +4,10 @@ A run's configuration is built in three layers, each overriding the one before:
 
 1. the dataclass defaults below (they run on 2 CPU cores),
 2. a named profile, `primer/profiles/<name>.yaml` (`tiny`, `small`, `phi1`),
-3. overrides, as dotted keys: `--set pack.seq_len=512` on the CLI, or `{"pack.seq_len": 512}` in a
+3. the environment: `PRIMER__SECTION__FIELD=value` for any field (`PRIMER__TRAIN__PRETRAIN__MAX_STEPS=200`;
+   values parsed as YAML), and the shortcut `PRIMER_STORE_ROOT` for `store.root` — how a worker, a
+   container or a Kubernetes pod is pointed at the team's store without touching deployments,
+4. overrides, as dotted keys: `--set pack.seq_len=512` on the CLI, or `{"pack.seq_len": 512}` in a
    Prefect flow's `overrides` parameter.
 
 Every field carries `help` (shown by `primer config --help-fields`) and optional bounds (`min`, `max`,
@@ -20,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
+import os
 import types
 import typing
 from dataclasses import dataclass
@@ -212,13 +216,53 @@ def load_profile(name: str) -> dict[str, Any]:
     return yaml.safe_load(path.read_text()) or {}
 
 
-def load_config(profile: str = "tiny", overrides: dict[str, Any] | None = None) -> PrimerConfig:
-    """Defaults <- profile <- dotted overrides, then validated. Raises ConfigError naming the bad field."""
-    data = _deep_merge(load_profile(profile), {"profile": profile})
+ENV_PREFIX = "PRIMER__"
+ENV_SHORTCUTS = {"PRIMER_STORE_ROOT": "store.root"}
+
+
+def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+    """Dotted settings from the environment: `PRIMER__A__B=v` -> {"a.b": v}, plus ENV_SHORTCUTS.
+    The variable's name is kept in errors (a typo names the variable, not just the field)."""
+    environ = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for var, dotted in ENV_SHORTCUTS.items():
+        if environ.get(var):
+            out[dotted] = environ[var]
+    for var, raw in sorted(environ.items()):
+        if var.startswith(ENV_PREFIX) and len(var) > len(ENV_PREFIX):
+            dotted = ".".join(part.lower() for part in var[len(ENV_PREFIX):].split("__"))
+            try:
+                out[dotted] = yaml.safe_load(raw) if raw.strip() else ""
+            except yaml.YAMLError:
+                out[dotted] = raw
+    return out
+
+
+def _nested(dotted: dict[str, Any], where: str) -> dict[str, Any]:
     nested: dict[str, Any] = {}
-    for key, value in (overrides or {}).items():
-        _set_dotted(nested, key, value)
-    data = _deep_merge(data, nested)
+    for key, value in dotted.items():
+        try:
+            _set_dotted(nested, key, value)
+        except ConfigError as e:
+            raise ConfigError(f"{e} ({where})" if where else str(e)) from None
+    return nested
+
+
+def load_config(profile: str = "tiny", overrides: dict[str, Any] | None = None,
+                environ: dict[str, str] | None = None) -> PrimerConfig:
+    """Defaults <- profile <- environment <- dotted overrides, then validated.
+
+    Raises ConfigError naming the bad field (and the environment variable, when it came from one)."""
+    data = _deep_merge(load_profile(profile), {"profile": profile})
+    env = env_overrides(environ)
+    if env:
+        try:
+            _build(PrimerConfig, _deep_merge(data, _nested(env, "environment")))
+        except ConfigError as e:
+            names = [v for v in (environ or os.environ) if v.startswith(ENV_PREFIX) or v in ENV_SHORTCUTS]
+            raise ConfigError(f"{e} (set in the environment: {', '.join(sorted(names))})") from None
+        data = _deep_merge(data, _nested(env, "environment"))
+    data = _deep_merge(data, _nested(dict(overrides or {}), ""))
     cfg = _build(PrimerConfig, data)
     validate(cfg)
     return cfg

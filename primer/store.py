@@ -104,6 +104,58 @@ class FileRecord:
     sha256: str
 
 
+@dataclass
+class Output:
+    """A finished stage output, read through its manifest: the one way a stage reads another's output.
+
+    `uri` is where it lives in *this* store (never the `uri` recorded inside the manifest, which names the
+    store it was written to: a copied store still reads). Files are listed by the manifest only, so a
+    crashed writer's leftovers and unrelated files beside it are never seen.
+    """
+
+    uri: str
+    manifest: dict[str, Any]
+
+    @property
+    def stage(self) -> str:
+        return self.manifest.get("stage", "")
+
+    @property
+    def kind(self) -> str:
+        return self.manifest.get("kind", self.stage)
+
+    @property
+    def content_hash(self) -> str:
+        return self.manifest.get("content_hash", "")
+
+    @property
+    def skipped(self) -> bool:
+        """True for the small manifest a stage writes when it had nothing to do (e.g. no teacher)."""
+        return bool(self.manifest.get("skipped"))
+
+    @property
+    def reason(self) -> str:
+        return self.manifest.get("reason", "")
+
+    def file_names(self, prefix: str = "", suffix: str = "") -> list[str]:
+        """Names of the listed files that start with `prefix` and end with `suffix`, sorted."""
+        return sorted(f["name"] for f in self.manifest.get("files", [])
+                      if f["name"].startswith(prefix) and f["name"].endswith(suffix))
+
+    def has_file(self, name: str) -> bool:
+        return any(f["name"] == name for f in self.manifest.get("files", []))
+
+    def file_uri(self, name: str) -> str:
+        """URI of one listed file; a name the manifest does not list is an error naming both."""
+        if not self.has_file(name):
+            raise StoreError(f"{self.uri}: the {self.kind or 'stage'} output lists no file {name!r} "
+                             f"(it has {', '.join(self.file_names()[:5]) or 'none'})")
+        return f"{self.uri.rstrip('/')}/{name}"
+
+    def file_uris(self, prefix: str = "", suffix: str = "") -> list[str]:
+        return [f"{self.uri.rstrip('/')}/{n}" for n in self.file_names(prefix, suffix)]
+
+
 class ArtifactStore:
     """A root URI plus the filesystem that serves it."""
 
@@ -140,6 +192,42 @@ class ArtifactStore:
 
     def to_path(self, uri: str) -> str:
         return uri.split("://", 1)[1] if "://" in uri else uri
+
+    def ref(self, uri: str) -> str:
+        """The store-relative form of a URI under the root (`pack/<key>`), for manifests and lineage: it
+        stays valid when the whole store is copied elsewhere. A URI outside the store is returned as is."""
+        if self.is_local and (uri.startswith("file://") or "://" not in uri):
+            path = str(Path(uri.removeprefix("file://")).expanduser().resolve())
+        elif not self.is_local and uri.startswith(f"{self.protocol}://"):
+            path = self.to_path(uri).rstrip("/")
+        else:
+            return uri
+        root = self._root.rstrip("/")
+        if path == root:
+            return ""
+        return path[len(root) + 1:] if path.startswith(root + "/") else uri
+
+    def resolve(self, ref_or_uri: str) -> str:
+        """A store-relative reference (`pack/<key>`, as manifests record them) or a URI -> a URI here.
+        A relative name that is not in the store is taken as a local path, as the user wrote it."""
+        if "://" in ref_or_uri or ref_or_uri.startswith(("/", "~", ".")) or not ref_or_uri:
+            return ref_or_uri
+        inside = self.uri(ref_or_uri)
+        return inside if self.fs.exists(self.to_path(inside)) else ref_or_uri
+
+    def read_output(self, uri: str, stage: str | None = None) -> Output:
+        """Read a finished stage output by URI (or store-relative ref). Fails with one line naming the URI
+        and what to re-run when it is incomplete or, with `stage`, when it is another stage's output."""
+        uri = self.resolve(uri).rstrip("/")
+        manifest_uri = f"{uri}/{MANIFEST}"
+        what = f"{stage} output" if stage else "stage output"
+        if not self.exists(manifest_uri):
+            raise StoreError(f"{uri}: incomplete or missing {what} (no {MANIFEST}); re-run "
+                             f"{'`primer ' + stage + '`' if stage else 'the stage that writes it'}")
+        manifest = self.read_json(manifest_uri)
+        if stage and manifest.get("stage") != stage:
+            raise StoreError(f"{uri}: expected a {stage} output, found a {manifest.get('stage')!r} output")
+        return Output(uri=uri, manifest=manifest)
 
     # ---- small objects ------------------------------------------------------------------------------
     def exists(self, uri: str) -> bool:
@@ -291,6 +379,7 @@ class StageOutput:
             "stage": self.stage,
             "key": self.key,
             "uri": self.uri,
+            "ref": self.store.ref(self.uri),
             "created_unix": round(time.time(), 3),
             **manifest,
             "files": [vars(r) for r in files],
@@ -300,6 +389,12 @@ class StageOutput:
         if self._staging_dir is not None:
             shutil.rmtree(self._staging_dir, ignore_errors=True)
         return full
+
+
+    def commit_skipped(self, reason: str, **extra: Any) -> dict[str, Any]:
+        """Close this output as skipped: a small manifest with the reason, read back as `Output.skipped`.
+        Downstream stages read it like any other output instead of parsing a returned string."""
+        return self.commit({"kind": self.stage, "skipped": True, "reason": reason, **extra})
 
 
 def open_store(cfg: StoreConfig) -> ArtifactStore:
