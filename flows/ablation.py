@@ -24,7 +24,7 @@ from primer.config import PrimerConfig, load_config
 from primer.secrets import install_log_redaction
 from primer.store import content_key, open_store
 from tasks.ablation import humaneval_texts, load_checkpoint_model, mean_token_loss
-from tasks.tokenizer import load_tokenizer
+from primer.tokenizer import load_tokenizer
 
 ABLATION_VERSION = 1
 

@@ -47,7 +47,7 @@ def get_tokenizer(store_cfg: StoreConfig, cfg: TokenizerConfig, sources: list[Re
 def pack_shards(store_cfg: StoreConfig, cfg: PackConfig, tok: TokenizerRef,
                 sources: list[ResolvedSource]) -> dict[str, Any]:
     """Tokenize, split, shuffle, cut and write the shards; reuse them when the inputs are unchanged."""
-    from tasks.tokenizer import load_tokenizer
+    from primer.tokenizer import load_tokenizer
 
     store = open_store(store_cfg)
     tokenizer, _ = load_tokenizer(store, tok.uri, tok.eos_token)

@@ -23,7 +23,7 @@ from primer import dashboard
 from primer.config import PrimerConfig, load_config
 from primer.secrets import install_log_redaction
 from primer.store import open_store
-from tasks.lineage import RunLineage, render_lineage, stage_entry
+from primer.lineage import RunLineage, render_lineage, stage_entry
 
 
 def new_run_id() -> str:

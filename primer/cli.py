@@ -64,7 +64,7 @@ def _run_flow(flow_fn: Callable[..., Any], args: argparse.Namespace) -> int:
 def cmd_lineage(args: argparse.Namespace) -> int:
     from primer.config import load_config
     from primer.store import open_store
-    from tasks.lineage import load_lineage, render_lineage, verify_lineage
+    from primer.lineage import load_lineage, render_lineage, verify_lineage
 
     store = open_store(load_config(args.profile, _overrides(args)).store)
     doc = load_lineage(store, args.run_id)

@@ -8,27 +8,18 @@ from __future__ import annotations
 
 import logging
 import random
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from typing import Callable, Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from primer.errors import InputError
 from primer.settings.pack import TokenizerConfig
-from primer.store import ArtifactStore, content_key, sha256_bytes
+from primer.store import ArtifactStore, content_key
+from primer.tokenizer import TokenizerRef, load_tokenizer, tokenizer_ref  # noqa: F401 (re-exported)
 
 TOKENIZER_VERSION = 1
 log = logging.getLogger("primer.tokenizer")
-
-
-@dataclass
-class TokenizerRef:
-    uri: str
-    sha256: str
-    vocab_size: int
-    eos_id: int
-    eos_token: str
-    trained: bool
 
 
 def build_trainer_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.BpeTrainer]:
@@ -65,33 +56,6 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
     tok, trainer = build_trainer_tokenizer(cfg)
     tok.train_from_iterator(texts, trainer=trainer, length=len(texts))
     return tok
-
-
-def tokenizer_ref(tok: Tokenizer, uri: str, eos_token: str, trained: bool) -> TokenizerRef:
-    eos_id = tok.token_to_id(eos_token)
-    if eos_id is None:
-        raise InputError(f"tokenizer {uri}: has no {eos_token!r} token; set tokenizer.eos_token to its "
-                         "end-of-document token or train one (leave tokenizer.uri empty)")
-    return TokenizerRef(uri=uri, sha256=sha256_bytes(tok.to_str().encode()), vocab_size=tok.get_vocab_size(),
-                        eos_id=eos_id, eos_token=eos_token, trained=trained)
-
-
-def load_tokenizer(store: ArtifactStore, uri: str, eos_token: str) -> tuple[Tokenizer, TokenizerRef]:
-    """Load tokenizer.json from any URI (a store URI, a local path, s3://...)."""
-    from primer.store import filesystem_for
-
-    try:
-        fs, path = filesystem_for(uri, store.cfg)
-        data = fs.cat_file(path)
-    except FileNotFoundError:
-        raise InputError(f"tokenizer.uri {uri!r}: not found") from None
-    except Exception as e:
-        raise InputError(f"tokenizer.uri {uri!r}: cannot read ({type(e).__name__}: {str(e)[:160]})") from None
-    try:
-        tok = Tokenizer.from_str(data.decode("utf-8"))
-    except Exception as e:
-        raise InputError(f"tokenizer.uri {uri!r}: not a tokenizer.json file ({str(e)[:160]})") from None
-    return tok, tokenizer_ref(tok, uri, eos_token, trained=False)
 
 
 def prepare_tokenizer(store: ArtifactStore, cfg: TokenizerConfig, texts: Callable[[], list[str]],

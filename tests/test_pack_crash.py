@@ -26,7 +26,7 @@ PACK_SCRIPT = textwrap.dedent("""
     from primer.store import open_store
     from tasks.pack import pack_documents
     from tasks.sources import resolve_source
-    from tasks.tokenizer import load_tokenizer
+    from primer.tokenizer import load_tokenizer
     corpus, root, tok_uri = sys.argv[1:4]
     store = open_store(StoreConfig(root=root))
     tok, ref = load_tokenizer(store, tok_uri, "<|endoftext|>")

@@ -15,7 +15,7 @@ import pytest
 
 from primer.config import load_config
 from primer.store import open_store
-from tasks.lineage import load_lineage, verify_lineage
+from primer.lineage import load_lineage, verify_lineage
 from tests.conftest import CORPUS_PACKAGES, MBPP_PATH, REPO
 
 MODEL = {"n_layer": 2, "d_model": 64, "n_head": 4, "d_mlp": 128, "rotary_dim": 8}
