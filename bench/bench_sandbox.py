@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from primer.evals import humaneval as he  # noqa: E402
+from primer.scoring import humaneval as he  # noqa: E402
 from primer.sandbox import Limits, Sandbox  # noqa: E402
 
 

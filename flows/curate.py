@@ -30,7 +30,7 @@ from prefect.cache_policies import NO_CACHE
 
 from primer import dashboard
 from primer.config import PrimerConfig, load_config
-from primer.evals.mbpp import ENV_VAR as MBPP_ENV
+from primer.scoring.data_files import MBPP_ENV
 from primer.store import ArtifactStore, FileRecord, content_key, open_store
 from tasks.curate import stages
 from tasks.curate.stages import Work

@@ -11,28 +11,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow
 
-from primer import dashboard
 from primer.config import load_config
 from primer.secrets import install_log_redaction
-from primer.settings.evaluate import ExportConfig
-from primer.settings.store import StoreConfig
-from primer.store import open_store
-from tasks.export import export_release
-
-
-@task(name="export-release")
-def export_task(store_cfg: StoreConfig, ex: ExportConfig, selection: str) -> dict[str, Any]:
-    return export_release(open_store(store_cfg), ex, selection)
-
-
-def publish(store_cfg: StoreConfig, manifest: dict[str, Any]) -> None:
-    store = open_store(store_cfg)
-    card = store.read_bytes(f"{manifest['uri']}/README.md").decode()
-    files = [{"file": f["name"], "bytes": f["bytes"], "sha256": f["sha256"][:16]} for f in manifest["files"]]
-    dashboard.markdown("export-summary", f"Release `{manifest['uri']}`\n\n" + dashboard.markdown_table(files)
-                       + "\n---\n\n" + card, "Release files and model card")
+from tasks.export import prefect_tasks as T
 
 
 @flow(name="export", log_prints=True)
@@ -50,6 +33,6 @@ def export(profile: str = "tiny", overrides: dict[str, Any] | None = None, selec
         from flows.select import select
 
         selection = select(profile, overrides)
-    manifest = export_task(cfg.store, cfg.export, selection)
-    publish(cfg.store, manifest)
+    manifest = T.export_task(cfg.store, cfg.export, selection)
+    T.publish(cfg.store, manifest)
     return manifest["uri"]

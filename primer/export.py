@@ -105,18 +105,19 @@ def export_checkpoint(store: ArtifactStore, ckpt_uri: str, *, name: str = "prime
 
     from model import num_params
     from model.hf import to_hf_config
-    from primer.scoring import models as M
+    from primer.scoring import checkpoints as C
 
-    ckpt = M.read_manifest(store, ckpt_uri, "checkpoint")
-    run_uri = M.run_uri_of_checkpoint(ckpt["uri"])
-    run = M.run_info(store, run_uri)
-    tok_info = M.tokenizer_info(store, run)
-    tokenizer_json = M.read_bytes(store, tok_info["uri"]).decode("utf-8")
-    weights_sha = M.file_sha(ckpt, "model.safetensors")
+    ckpt = C.read_checkpoint(store, ckpt_uri)
+    run_uri = C.run_uri_of_checkpoint(ckpt["uri"])
+    run = C.run_info(store, run_uri)
+    tok_info = C.tokenizer_info(store, run)
+    tokenizer_json = _read_text(store, tok_info["uri"])
+    weights_sha = C.file_sha(ckpt, "model.safetensors")
     sel_summary = None
     if selection:
         chosen = selection["chosen"]
-        sel_summary = {"uri": selection["uri"], "rule": selection["rule"], "rule_text": selection["rule_text"],
+        # refs, not URIs: the key (and the card) must not depend on where the store lives
+        sel_summary = {"uri": store.ref(selection["uri"]), "rule": selection["rule"], "rule_text": selection["rule_text"],
                        "n_candidates": len(selection["candidates"]), "prompt_format": selection["prompt_format"],
                        "n_tasks": chosen.get("n_tasks"), "pass@1": chosen.get("pass@1"),
                        "val_loss": chosen.get("val_loss"), "reason": selection.get("reason")}
@@ -126,13 +127,15 @@ def export_checkpoint(store: ArtifactStore, ckpt_uri: str, *, name: str = "prime
     if out.is_complete():
         return out.read_manifest()
     out.clean_partial()
-    model, cfg = M.load_checkpoint_model(store, ckpt, "cpu", "fp32")
+    model, cfg = C.load_checkpoint_model(store, ckpt, "cpu", "fp32")
     info = {"name": name, "dtype": dtype, "num_params": num_params(cfg), "model_config": cfg.to_dict(),
-            "checkpoint": {k: ckpt.get(k) for k in ("uri", "step", "val_loss", "train_loss", "tokens")},
+            "checkpoint": {**{k: ckpt.get(k) for k in ("step", "val_loss", "train_loss", "tokens")},
+                           "uri": store.ref(ckpt["uri"])},
             "weights_sha256": weights_sha,
-            "run": {"uri": run_uri, "run_key": run.get("run_key"), "phase": run.get("phase"),
-                    "shards": M.shards_of(run)},
-            "tokenizer": {k: tok_info.get(k) for k in ("uri", "sha256", "vocab_size", "eos_id", "eos_token")},
+            "run": {"uri": store.ref(run_uri), "run_key": run.get("run_key"), "phase": run.get("phase"),
+                    "shards": store.ref(store.resolve(C.shards_of(run)))},
+            "tokenizer": {**{k: tok_info.get(k) for k in ("sha256", "vocab_size", "eos_id", "eos_token")},
+                          "uri": store.ref(tok_info["uri"])},
             "selection": sel_summary}
     from safetensors.torch import save_file
 
@@ -154,8 +157,18 @@ def export_checkpoint(store: ArtifactStore, ckpt_uri: str, *, name: str = "prime
         local.write_text(model_card(name, info), encoding="utf-8")
     out.write_json("primer.json", info)
     return out.commit({"kind": "release", "version": EXPORT_VERSION, "name": name, "dtype": dtype,
-                       "checkpoint": ckpt["uri"], "step": ckpt.get("step"), "weights_sha256": weights_sha,
-                       "selection": (selection or {}).get("uri"), "scores": sel_summary})
+                       "checkpoint": store.ref(ckpt["uri"]), "step": ckpt.get("step"),
+                       "weights_sha256": weights_sha, "selection": (sel_summary or {}).get("uri"),
+                       "scores": sel_summary})
+
+
+def _read_text(store: ArtifactStore, uri: str) -> str:
+    """A file in the store or anywhere fsspec reaches (a tokenizer given by path), byte for byte."""
+    fs, p = filesystem_for(uri, store.cfg)
+    try:
+        return fs.cat_file(p).decode("utf-8")
+    except FileNotFoundError:
+        raise StoreError(f"{uri}: not found") from None
 
 
 def _is_local_dir(uri: str) -> bool:
@@ -163,25 +176,32 @@ def _is_local_dir(uri: str) -> bool:
 
 
 def release_dir(uri: str, store: ArtifactStore | None = None, cache: str | Path | None = None) -> Path:
-    """A local directory holding the release at `uri` (a local folder is used in place; a remote store
-    output is downloaded once into `cache`, keyed by its content hash)."""
+    """A local directory holding the release at `uri`: a local folder is used in place; a store output (URI
+    or `release/<key>` ref) is read through its manifest and downloaded once into `cache`, by content hash."""
     if _is_local_dir(uri):
         path = Path(uri.removeprefix("file://")).expanduser()
         if path.name == MANIFEST:
             path = path.parent
-        if not (path / "config.json").is_file():
+        if (path / "config.json").is_file():
+            return path
+        resolved = store.resolve(str(path)) if store is not None else str(path)
+        if store is None or resolved == str(path):
             raise InputError(f"{uri}: not a release directory (no config.json)")
-        return path
-    fs, p = filesystem_for(uri.rstrip("/"), store.cfg if store else None)
-    if not fs.exists(f"{p}/{MANIFEST}"):
-        raise StoreError(f"{uri}: not a finished release (no {MANIFEST})")
-    manifest = json.loads(fs.cat_file(f"{p}/{MANIFEST}"))
-    dest = Path(cache or Path(tempfile.gettempdir()) / "primer-releases") / manifest["content_hash"][:24]
+        if store.is_local:
+            return release_dir(resolved)
+        uri = resolved
+    if store is None:  # a remote URI without store settings: default credentials of its filesystem
+        from primer.settings.store import StoreConfig
+        from primer.store import open_store
+
+        store = open_store(StoreConfig(root=uri.rstrip("/").rsplit("/", 2)[0]))
+    out = store.read_output(uri.rstrip("/").removesuffix("/" + MANIFEST))
+    dest = Path(cache or Path(tempfile.gettempdir()) / "primer-releases") / out.content_hash[:24]
     if not (dest / MANIFEST).is_file():
         dest.mkdir(parents=True, exist_ok=True)
-        for f in manifest["files"]:
-            fs.get_file(f"{p}/{f['name']}", str(dest / f["name"]))
-        (dest / MANIFEST).write_text(json.dumps(manifest))
+        for name in out.file_names():
+            store.fs.get_file(store.to_path(out.file_uri(name)), str(dest / name))
+        (dest / MANIFEST).write_text(json.dumps(out.manifest))
     return dest
 
 

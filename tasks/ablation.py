@@ -17,7 +17,7 @@ from primer.store import ArtifactStore
 
 
 def humaneval_texts(limit: int = 0) -> list[str]:
-    from primer.evals import humaneval
+    from primer.scoring import humaneval
 
     problems = humaneval.load_problems()  # task_id -> HumanEvalProblem, in file order
     texts = [p.prompt + p.canonical_solution for p in problems.values()]

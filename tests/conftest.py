@@ -15,14 +15,21 @@ from pathlib import Path
 
 import pytest
 
+from primer.scoring import data_files as _mbpp_files
+
 pytest_plugins = ["tests.support.fixtures"]  # openai_server (loopback teacher), teacher_config, local_store
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
 REPO = Path(__file__).resolve().parents[1]
-# MBPP is never committed: tests read the copy in ../shared (CI clones the repo beside it).
-MBPP_PATH = os.environ.get("PRIMER_MBPP_PATH") or str(REPO.parent / "shared" / "data" / "mbpp" / "mbpp.jsonl")
+# MBPP is never committed. Tests that need only its format use `mbpp_format_path` (a file they make); tests
+# that need the real file (fixtures mbpp_tasks / mbpp_path, or a module that imports MBPP_PATH) get it by the
+# product's lookup (primer.scoring.data_files): $PRIMER_MBPP_PATH, ../shared/data/mbpp/mbpp.jsonl, the
+# sha256-pinned cache -- downloaded once, at collection, when none is there. Offline with none of them the
+# session stops with one message naming PRIMER_MBPP_PATH (pytest_collection_modifyitems below).
+MBPP_PATH = _mbpp_files.find_mbpp_offline() or str(_mbpp_files.cached_path(_mbpp_files.MBPP_FILE))
+REAL_MBPP_FIXTURES = {"mbpp_tasks", "mbpp_path"}
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 # Real, varied code: a few small standard-library packages (~60 files, ~1.5 MB).
 CORPUS_PACKAGES = ("json", "email", "html", "http", "urllib", "wsgiref", "xmlrpc", "dbm", "concurrent")
@@ -131,11 +138,59 @@ def sandbox():
     sb.close()
 
 
+def _needs_real_mbpp(item) -> bool:
+    module = getattr(item, "module", None)
+    return bool(REAL_MBPP_FIXTURES & set(getattr(item, "fixturenames", ()))) or \
+        getattr(module, "MBPP_PATH", None) == MBPP_PATH
+
+
+def pytest_collection_modifyitems(session, config, items):
+    """Fetch the real MBPP once if a selected test needs it and no copy is found; else stop with one line."""
+    if "://" in MBPP_PATH or os.path.isfile(MBPP_PATH) or not any(_needs_real_mbpp(i) for i in items):
+        return
+    try:
+        _mbpp_files.fetch_pinned(_mbpp_files.MBPP_FILE, url=os.environ.get("PRIMER_MBPP_URL", ""), timeout_s=30)
+    except Exception as e:  # InputError: offline, refused hash, ...
+        pytest.exit(_mbpp_files.mbpp_missing_message(str(e)), returncode=4)
+
+
 @pytest.fixture(scope="session")
 def mbpp_tasks():
-    from primer.evals import mbpp
+    """The real MBPP (974 tasks)."""
+    from primer.scoring import mbpp
 
     return mbpp.load_mbpp(MBPP_PATH)
+
+
+def write_mbpp_format_file(path: Path, n: int = 974) -> Path:
+    """A small file in MBPP's exact format (fields, CRLF code, setup code on some tasks, task ids 1..n), so
+    the tests of formats and splits need no copy of the dataset. Every reference passes its asserts."""
+    import json
+
+    lines = []
+    for i in range(1, n + 1):
+        setup = "import math" if i % 50 == 0 else ""
+        code = f"def add_{i}(x):\r\n    return x + {i}" if not setup else \
+            f"def add_{i}(x):\r\n    return int(math.floor(x)) + {i}"
+        lines.append(json.dumps({"text": f"Write a function to add {i} to a number.", "code": code, "task_id": i,
+                                 "test_setup_code": setup,
+                                 "test_list": [f"assert add_{i}(1) == {1 + i}", f"assert add_{i}(0) == {i}",
+                                               f"assert add_{i}(-{i}) == 0"],
+                                 "challenge_test_list": []}))
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mbpp_format_path(tmp_path_factory) -> str:
+    return str(write_mbpp_format_file(tmp_path_factory.mktemp("mbpp-format") / "mbpp.jsonl"))
+
+
+@pytest.fixture(scope="session")
+def mbpp_format_tasks(mbpp_format_path):
+    from primer.scoring import mbpp
+
+    return mbpp.load_mbpp(mbpp_format_path)
 
 
 def flow_artifacts(flow_run_id, keys: list[str]) -> dict:

@@ -315,16 +315,21 @@ class Sandbox:
         return ExecResult(res["status"], res["error_kind"], res["stdout"], res["stderr"], res["duration_s"],
                           res.get("exit_code"), res.get("signal"), tuple(res.get("isolation") or ()))
 
-    def run_many(self, programs: Iterable[ProgramLike], limits: Limits | None = None, **kw) -> list[ExecResult]:
-        """Run all programs with at most ``workers`` at a time; results in input order."""
+    def run_many(self, programs: Iterable[ProgramLike], limits: Limits | Sequence[Limits] | None = None,
+                 **kw) -> list[ExecResult]:
+        """Run all programs with at most ``workers`` at a time; results in input order. ``limits`` is one
+        `Limits` for all, or one per program (per-task time limits)."""
         progs = [_as_program(p) for p in programs]
         if limits is None:
             limits = Limits(**kw)
+        per = [limits] * len(progs) if isinstance(limits, Limits) else list(limits)
+        if len(per) != len(progs):
+            raise ValueError(f"{len(per)} limits for {len(progs)} programs")
         if not progs:
             return []
         n = min(self.workers, len(progs))
         with ThreadPoolExecutor(n, thread_name_prefix="primer-sandbox") as ex:
-            return list(ex.map(lambda p: self.run(p, limits), progs))
+            return list(ex.map(self.run, progs, per))
 
 
 _default: Sandbox | None = None

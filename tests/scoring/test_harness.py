@@ -5,14 +5,13 @@ from __future__ import annotations
 
 import pytest
 
-from primer.evals import mbpp
-from primer.evals.metrics import pass_at_k
+from primer.scoring import mbpp
+from primer.scoring.metrics import pass_at_k
 from primer.scoring import cut_at_stops, evaluate, load_problems
+from primer.scoring.conventions import HUMANEVAL_STOPS
 from primer.scoring.harness import write_parquet
 
-from .conftest import MBPP_PATH
 
-MBPP_BROKEN = {"596"}  # its reference solution fails its own test (sys.getsizeof differs across Pythons)
 
 
 class TableBackend:
@@ -38,7 +37,7 @@ def test_humaneval_canonical_solutions_score_100_and_wrong_code_0(sandbox):
                     sandbox=sandbox)
     assert good.summary["n_tasks"] == 164 and good.summary["pass@1"] == 1.0
     assert good.summary["prompt_format"] == "humaneval" and good.summary["sampling"]["greedy"] is True
-    assert good.summary["stop"] == ["\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#"]
+    assert good.summary["stop"] == list(HUMANEVAL_STOPS["bigcode"])
 
     wrong = TableBackend(lambda p, n: ["    raise NotImplementedError('wrong')\n"] * n)
     bad = evaluate(wrong, "humaneval", "test", "humaneval", limit=20, sandbox=sandbox)
@@ -51,9 +50,46 @@ def test_humaneval_canonical_solutions_score_100_and_wrong_code_0(sandbox):
     assert broken.summary["pass@1"] == 0.0 and broken.samples[0].error_kind == "code:SyntaxError"
 
 
+FENCE_TAIL = "\n```\n\nThis function returns the sum of the list.\n"
+DECORATED_TAIL = "\n\n@functools.lru_cache(maxsize=None)\ndef helper(n):\n    return n\n"
+
+
+@pytest.mark.parametrize("tail,name", [(FENCE_TAIL, "fence"), (DECORATED_TAIL, "decorator")])
+def test_correct_body_followed_by_a_fence_or_a_decorated_helper_passes(sandbox, tail, name):
+    """Under the Codex paper's stops the completion runs on into the fence / the decorator line and is a
+    SyntaxError; bigcode's stops (the default) cut at `\\n```` and `\\n@`; so does the evalplus sanitizer."""
+    codex = load_problems("humaneval", "test", "humaneval", limit=4, stops="codex")
+    bigcode = load_problems("humaneval", "test", "humaneval", limit=4)
+    answers = TableBackend(lambda p, n: [next(q.reference for q in bigcode if q.prompt == p) + tail])
+    cut = evaluate(answers, "humaneval", "test", "humaneval", problems=bigcode, sandbox=sandbox)
+    assert cut.summary["pass@1"] == 1.0, cut.summary["errors"]
+    uncut = evaluate(answers, "humaneval", "test", "humaneval", problems=codex, sandbox=sandbox)
+    if name == "fence":
+        assert uncut.summary["pass@1"] == 0.0 and set(uncut.summary["errors"]) == {"code:SyntaxError"}
+    else:  # the codex stops cut at "\ndef", leaving the dangling decorator
+        assert uncut.summary["pass@1"] == 0.0 and set(uncut.summary["errors"]) == {"code:SyntaxError"}
+    sanitized = evaluate(answers, "humaneval", "test", "humaneval", problems=codex, sandbox=sandbox,
+                         sanitizer="evalplus")
+    assert sanitized.summary["pass@1"] == 1.0, sanitized.summary["errors"]
+
+
+def test_evalplus_sanitizer_keeps_the_entry_point_and_what_it_needs():
+    from primer.scoring.conventions import sanitize
+
+    code = ("import math\nfrom typing import List\n\ndef helper(x):\n    return x + OFFSET\n\n"
+            "@functools.lru_cache\ndef unused():\n    pass\n\nOFFSET = 3\n\ndef f(a: List[int]) -> int:\n"
+            "    return helper(a[0])\n\nprint(f([1]))\nassert f([1]) == 4\nif __name__ == '__main__':\n    f([2])\n"
+            "```\nThat is all.")
+    out = sanitize(code, "f")
+    assert "def f(" in out and "def helper(" in out and "OFFSET = 3" in out and "import math" in out
+    assert "unused" not in out and "print(" not in out and "assert" not in out and "__main__" not in out
+    fenced = sanitize("Here it is:\n```python\n@dec\ndef g():\n    return 1\n```\nDone.", "g")
+    assert fenced == "@dec\ndef g():\n    return 1\n"
+
+
 @pytest.mark.parametrize("fmt", ["austin3shot", "docstring_first_test"])
-def test_mbpp_validation_references_pass_in_both_formats(sandbox, fmt):
-    problems = load_problems("mbpp", "validation", fmt, mbpp_path=MBPP_PATH)
+def test_mbpp_validation_references_pass_in_both_formats(sandbox, fmt, mbpp_format_path):
+    problems = load_problems("mbpp", "validation", fmt, mbpp_path=mbpp_format_path)
     assert [int(p.task_id) for p in problems] == list(range(511, 601))
     ref = {p.prompt: p.reference for p in problems}
     # the model's raw completion: austin3shot answers end with [DONE] and more text the harness must cut
@@ -61,15 +97,15 @@ def test_mbpp_validation_references_pass_in_both_formats(sandbox, fmt):
     run = evaluate(TableBackend(lambda p, n: [ref[p] + tail]), "mbpp", "validation", fmt, problems=problems,
                    sandbox=sandbox)
     failed = {s.task_id for s in run.samples if not s.passed}
-    assert failed == MBPP_BROKEN
+    assert failed == set()
     assert all(s.prompt_format == fmt and s.split == "validation" for s in run.samples)
     if fmt == "austin3shot":
         assert problems[0].prompt.count("[BEGIN]") == 4 and problems[0].prompt.endswith("[BEGIN]\n")
         assert problems[0].stop == ("[DONE]",)
 
 
-def test_mbpp_splits_are_by_task_id():
-    tasks = mbpp.load_mbpp(MBPP_PATH)
+def test_mbpp_splits_are_by_task_id(mbpp_format_tasks):
+    tasks = mbpp_format_tasks
     test = load_problems("mbpp", "test", "docstring_first_test", mbpp_tasks=tasks)
     val = load_problems("mbpp", "validation", "docstring_first_test", mbpp_tasks=tasks, limit=7)
     assert [int(p.task_id) for p in test] == list(range(11, 511))

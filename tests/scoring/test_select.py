@@ -5,12 +5,11 @@ from __future__ import annotations
 import pyarrow.parquet as pq
 import pytest
 
-from primer.evals import mbpp
+from primer.scoring import mbpp
 from primer.scoring.selection import choose
 from primer.settings.evaluate import EvaluateConfig, SelectConfig
-from tasks.select import select_run
+from tasks.select.run import select_run
 
-from .conftest import MBPP_PATH
 
 
 def cand(step, p, loss):
@@ -48,17 +47,17 @@ class Recording:
 
 
 @pytest.mark.parametrize("fmt", ["austin3shot", "docstring_first_test"])
-def test_selection_never_touches_the_test_split(scoring_store, fmt):
+def test_selection_never_touches_the_test_split(scoring_store, fmt, mbpp_format_path):
     from primer.scoring.harness import load_problems
 
     store, run, _ = scoring_store
-    tasks = mbpp.load_mbpp(MBPP_PATH)
+    tasks = mbpp.load_mbpp(mbpp_format_path)
     val = {p.prompt: p.reference for p in load_problems("mbpp", "validation", fmt, mbpp_tasks=tasks)}
     test_prompts = {p.prompt for p in load_problems("mbpp", "test", fmt, mbpp_tasks=tasks)}
     test_texts = {t.text for t in mbpp.split(tasks, "test")}
     seen: list[str] = []
     sel = SelectConfig(prompt_format=fmt, limit=0, max_new_tokens=32)
-    ev = EvaluateConfig(mbpp_path=MBPP_PATH, workers=2)
+    ev = EvaluateConfig(mbpp_path=mbpp_format_path, workers=2)
     manifest = select_run(store, sel, ev, run["uri"],
                           make_backend=lambda c: Recording(c["step"], {10}, val, seen))
     assert len(seen) == 2 * 90 and set(seen) == set(val)
@@ -68,7 +67,7 @@ def test_selection_never_touches_the_test_split(scoring_store, fmt):
     assert [int(t) for t in manifest["task_ids"]] == list(range(511, 601))
     # step 10 solves (almost) everything, so it wins although step 20 has the lower validation loss
     by_step = {c["step"]: c for c in manifest["candidates"]}
-    assert by_step[10]["pass@1"] == pytest.approx(89 / 90) and by_step[20]["pass@1"] == 0.0
+    assert by_step[10]["pass@1"] == 1.0 and by_step[20]["pass@1"] == 0.0
     assert manifest["chosen"]["step"] == 10 and "highest MBPP-validation pass@1" in manifest["reason"]
     table = pq.read_table(store.to_path(f"{manifest['uri']}/results.parquet")).to_pylist()
     assert len(table) == 180 and {r["step"] for r in table} == {10, 20}
@@ -76,10 +75,10 @@ def test_selection_never_touches_the_test_split(scoring_store, fmt):
     store.fs.rm(store.path("select", manifest["key"]), recursive=True)  # keep the shared store clean
 
 
-def test_selection_scores_real_checkpoints_and_reuses(scoring_store):
+def test_selection_scores_real_checkpoints_and_reuses(scoring_store, mbpp_format_path):
     store, run, _ = scoring_store
     sel = SelectConfig(limit=3, max_new_tokens=16)
-    ev = EvaluateConfig(mbpp_path=MBPP_PATH, workers=2, device="cpu")
+    ev = EvaluateConfig(mbpp_path=mbpp_format_path, workers=2, device="cpu")
     first = select_run(store, sel, ev, run["uri"])
     assert first["reused"] is False and len(first["candidates"]) == 2
     assert all(c["pass@1"] == 0.0 and c["n_tasks"] == 3 for c in first["candidates"])  # a random model
@@ -88,13 +87,13 @@ def test_selection_scores_real_checkpoints_and_reuses(scoring_store):
     assert again["reused"] is True and again["uri"] == first["uri"]
 
 
-def test_without_mbpp_selection_falls_back_to_validation_loss(scoring_store, monkeypatch):
+def test_without_mbpp_selection_falls_back_to_validation_loss(scoring_store, no_mbpp):
     from primer.settings.evaluate import EvaluateConfig, SelectConfig
-    from tasks.select import select_run
+    from tasks.select.run import select_run
 
-    monkeypatch.delenv("PRIMER_MBPP_PATH", raising=False)
     store, run, _ = scoring_store
     manifest = select_run(store, SelectConfig(), EvaluateConfig(mbpp_path=""), run["uri"])
-    assert manifest["rule"] == "loss" and "no MBPP location configured" in manifest["reason"]
+    assert manifest["rule"] == "loss" and "chose on validation loss alone" in manifest["reason"]
+    assert "PRIMER_MBPP_PATH" in manifest["reason"]
     losses = {c["step"]: c["val_loss"] for c in manifest["candidates"]}
     assert manifest["chosen"]["step"] == min(losses, key=lambda s: (losses[s], -s)) == 20

@@ -6,8 +6,8 @@ import warnings
 
 import pytest
 
-from primer.evals import humaneval as he
-from primer.evals import mbpp
+from primer.scoring import humaneval as he
+from primer.scoring import mbpp
 from primer.sandbox import Limits
 
 pytestmark = pytest.mark.timeout(300)

