@@ -15,7 +15,7 @@ Benchmarks, splits and prompt formats (the format is recorded with every result)
 | humaneval | test | HumanEval/0..163 | humaneval (stops: `bigcode` or `codex`, see conventions.py) |
 | mbpp | test | 11..510 | austin3shot ([DONE]), docstring_first_test (\\nclass, \\nassert, ...) |
 | mbpp | validation | 511..600 | same (checkpoint selection uses only this split) |
-| humaneval+ / mbpp+ | test | evalplus files | humaneval / docstring_first_test; base + plus inputs (evalplus.py) |
+| humaneval+ / mbpp+ | base, plus | evalplus files | humaneval / docstring_first_test (evalplus.py) |
 
 Greedy decoding (temperature 0, one sample) reports pass@1 as the fraction solved; sampling reports the
 unbiased pass@k (Chen et al. 2021) for each k <= n_samples.
@@ -34,7 +34,8 @@ from primer.scoring import mbpp
 from primer.scoring.backends import cut_at_stops
 from primer.scoring.metrics import greedy_pass_at_1, summarize_pass_at_k
 
-SPLITS = {"humaneval": ("test",), "mbpp": ("test", "validation"), "humaneval+": ("test",), "mbpp+": ("test",)}
+SPLITS = {"humaneval": ("test",), "mbpp": ("test", "validation"), "humaneval+": ("base", "plus"),
+          "mbpp+": ("base", "plus")}
 FORMATS = {"humaneval": (he.PROMPT_FORMAT,), "mbpp": mbpp.PROMPT_FORMATS, "humaneval+": (he.PROMPT_FORMAT,),
            "mbpp+": ("docstring_first_test",)}
 
@@ -111,7 +112,7 @@ def load_problems(benchmark: str, split: str, prompt_format: str, *, limit: int 
     if benchmark in ("humaneval+", "mbpp+"):
         from primer.scoring import evalplus
 
-        out = evalplus.load_problems(benchmark, plus_path, plus_sha256, stops=conventions.HUMANEVAL_STOPS[stops],
+        out = evalplus.load_problems(benchmark, split, plus_path, plus_sha256, stops=conventions.HUMANEVAL_STOPS[stops],
                                      mbpp_stops=mbpp.STOP_SEQUENCES["docstring_first_test"])
     elif benchmark == "humaneval":
         for p in he.load_problems(humaneval_path or None).values():

@@ -18,10 +18,11 @@ def plan(ev: EvaluateConfig, mbpp_path: str = "", mbpp_missing: str = "") -> tup
     test split; without MBPP (see primer.scoring.data_files) it is skipped with a note rather than failing."""
     runs, notes = [], []
     for b in ev.benchmarks:
-        if b in ("humaneval", "humaneval+"):
+        if b == "humaneval":
             runs.append((b, "test", "humaneval"))
-        elif b == "mbpp+":
-            runs.append((b, "test", "docstring_first_test"))
+        elif b in ("humaneval+", "mbpp+"):   # base tests and base + plus tests, side by side, same completions
+            fmt = "humaneval" if b == "humaneval+" else "docstring_first_test"
+            runs.extend([(b, "base", fmt), (b, "plus", fmt)])
         elif mbpp_path:
             runs.extend(("mbpp", "test", f) for f in ev.mbpp_formats)
         else:

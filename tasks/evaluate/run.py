@@ -25,7 +25,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable
 
 from primer.export import PAPER_SCORES
@@ -88,9 +88,15 @@ def prepare(store: ArtifactStore, ev: EvaluateConfig, release: str = "", backend
                     per_task[tid] = task_time_limit(t, ev.time_floor_s, ev.time_factor)
     t0 = time.perf_counter()
     generated, programs, limits = [], [], []
+    done: dict[tuple, Generated] = {}
     for problems in sets:
-        gen = generate(backend, problems, ev.n_samples, temperature=ev.temperature, top_p=ev.top_p,
-                       max_new_tokens=ev.max_new_tokens)
+        # the same prompts (an evalplus file's base and plus splits) are generated once
+        same = (tuple(p.prompt for p in problems), problems[0].stop if problems else ())
+        if same in done:
+            gen = replace(done[same], problems=problems)
+        else:
+            gen = done[same] = generate(backend, problems, ev.n_samples, temperature=ev.temperature,
+                                        top_p=ev.top_p, max_new_tokens=ev.max_new_tokens)
         generated.append(gen)
         programs += programs_of(gen, ev.sanitizer)
         limits += limits_of(gen, base, per_task)
@@ -152,10 +158,11 @@ def finish(store: ArtifactStore, ev: EvaluateConfig, prepared: Prepared, results
     if report is not None:
         for s, gen in zip(summaries, prepared.generated):
             s["pruned"] = CT.pruned_summary(s, [r for r in rows if r["benchmark"] == s["benchmark"]
+                                                and r["split"] == s["split"]
                                                 and r["prompt_format"] == s["prompt_format"]],
                                             report["close_tasks"].get(s["benchmark"], []), greedy=gen.sampling["greedy"],
                                             ks=ev.ks)
-    headline = {f"{s['benchmark']}/{s['prompt_format']}": {**{k: v for k, v in s.items() if k.startswith("pass@")},
+    headline = {run_name(s): {**{k: v for k, v in s.items() if k.startswith("pass@")},
                                                            **({"pruned": {k: v for k, v in s["pruned"].items()
                                                                           if k.startswith("pass@")}}
                                                               if s.get("pruned") else {})}
@@ -174,6 +181,11 @@ def finish(store: ArtifactStore, ev: EvaluateConfig, prepared: Prepared, results
                           "release": prepared.release or None, "headline": headline,
                           "sampling": summary["sampling"], "conventions": used, "limit": ev.limit,
                           "notes": prepared.notes}), "reused": False}
+
+
+def run_name(s: dict[str, Any]) -> str:
+    """`humaneval/humaneval`, `mbpp/austin3shot`; evalplus runs add their split: `humaneval+/humaneval/plus`."""
+    return f"{s['benchmark']}/{s['prompt_format']}" + ("" if s["split"] == "test" else f"/{s['split']}")
 
 
 def evaluate_model(store: ArtifactStore, ev: EvaluateConfig, release: str = "", backend=None,
