@@ -12,6 +12,7 @@ threshold in `evaluate.contamination`, and close tasks are left out of the prune
 from __future__ import annotations
 
 import heapq
+from dataclasses import replace
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -23,6 +24,7 @@ from primer.store import ArtifactStore
 from tasks.evaluate.model import is_checkpoint
 
 SNIPPET = 240
+REPORT_AST_FLOOR = 0.7   # structural matches listed in the report from this rate (close only at ast_threshold)
 # evalplus renames tasks (Mbpp/2); the base benchmark's ids are what documents are compared with
 _BASE = {"humaneval+": "humaneval", "mbpp+": "mbpp"}
 
@@ -83,7 +85,10 @@ def documents(store: ArtifactStore, inputs: list[dict[str, Any]]) -> Iterator[tu
             names = [inp["dataset"]] if inp.get("dataset") else sorted(sets)
             for name in names:
                 spec = sets[name]
-                for f in spec.get("files", []):
+                if not spec.get("text_column") and name != inp.get("dataset"):
+                    continue  # a side table (e.g. synthesize's "dropped"), not documents
+                files = spec.get("files") or ([spec["file"]] if spec.get("file") else [])
+                for f in files:
                     with store.fs.open(store.to_path(out.file_uri(f)), "rb") as fh:
                         table = pq.read_table(fh, columns=[spec.get("text_column", "text")])
                     for i, text in enumerate(table.column(0).to_pylist()):
@@ -120,9 +125,11 @@ def nearest_documents(docs: Iterator[tuple[str, str]], cc, mbpp_path: str = "", 
     """Per method, the nearest documents of every benchmark task; and the number of documents read."""
     from tasks.curate.decontam import Decontaminator
     from tasks.curate.text import TOKEN_RE, ngram_hashes, token_hashes
+    from tasks.synth.decontaminate import CODE_BLOCK
     from tasks.synth.decontaminate import BenchmarkMatcher
 
-    matcher = matcher or BenchmarkMatcher(cc, mbpp_path)
+    # the report lists near structural matches too, not only those at the exclusion threshold
+    matcher = matcher or BenchmarkMatcher(replace(cc, ast_threshold=min(REPORT_AST_FLOOR, cc.ast_threshold)), mbpp_path)
     chk: Decontaminator = matcher.checker
     tops = {m: _TopK(cc.nearest) for m in ("ngram", "ast", "embedding")}
     items = [(it.benchmark, it.task_id) for it in chk.items]
@@ -148,9 +155,10 @@ def nearest_documents(docs: Iterator[tuple[str, str]], cc, mbpp_path: str = "", 
             frac = counts / np.maximum(chk.item_sizes, 1)
             for i in np.nonzero(counts >= 2)[0].tolist():
                 tops["ngram"].add(items[i], frac[i], did, text)
-        for h in chk.check(text):
-            if h.method == "ast":
-                tops["ast"].add((h.benchmark, h.task_id), h.score, did, h.snippet)
+        for chunk in [text] + [b for b in CODE_BLOCK.findall(text) if b.strip()]:  # markdown: its code blocks
+            for h in chk.check(chunk):
+                if h.method == "ast":
+                    tops["ast"].add((h.benchmark, h.task_id), h.score, did, h.snippet)
         pending.append((did, text))
         if len(pending) >= batch:
             flush()

@@ -36,15 +36,16 @@ def make_model(cfg, seed: int) -> PhiLM:
     return PhiLM(cfg).eval()
 
 
-def write_tokenizer_and_shards(store: ArtifactStore, tokenizer) -> dict:
+def write_tokenizer_and_shards(store: ArtifactStore, tokenizer, inputs: list[dict] | None = None) -> dict:
+    """A pack output naming the tokenizer and (optionally) its `inputs` (the documents it was packed from)."""
     data = tokenizer.to_str().encode()
     sha = sha256_bytes(data)
     tok_uri = store.uri("tokenizer", sha[:20], "tokenizer.json")
     store.write_bytes(tok_uri, data)
     eos = tokenizer.token_to_id(EOS_TOKEN)
-    out = store.output("pack", content_key("test-shards", sha))
+    out = store.output("pack", content_key("test-shards", sha, inputs or []))
     if not out.is_complete():
-        out.commit({"kind": "token_shards", "seq_len": 256, "splits": {},
+        out.commit({"kind": "token_shards", "seq_len": 256, "splits": {}, "inputs": inputs or [],
                     "tokenizer": {"uri": tok_uri, "sha256": sha, "vocab_size": tokenizer.get_vocab_size(),
                                   "eos_id": eos, "eos_token": EOS_TOKEN, "trained": True}})
     return {"uri": out.uri, "tokenizer_uri": tok_uri, "eos_id": eos, "vocab_size": tokenizer.get_vocab_size()}
@@ -63,10 +64,10 @@ def write_checkpoint(store: ArtifactStore, run_key: str, step: int, model: PhiLM
 
 
 def write_run(store: ArtifactStore, tokenizer, steps=(10, 20), val_losses=(3.2, 3.1), seed: int = 0,
-              **model_kw) -> dict:
-    shards = write_tokenizer_and_shards(store, tokenizer)
+              inputs: list[dict] | None = None, **model_kw) -> dict:
+    shards = write_tokenizer_and_shards(store, tokenizer, inputs)
     cfg = tiny_config(shards["vocab_size"], shards["eos_id"], **model_kw)
-    run_key = content_key("test-run", seed, list(steps), list(val_losses), cfg.to_dict())
+    run_key = content_key("test-run", seed, list(steps), list(val_losses), cfg.to_dict(), shards["uri"])
     checkpoints = []
     for i, (step, vl) in enumerate(zip(steps, val_losses)):
         m = write_checkpoint(store, run_key, step, make_model(cfg, seed + i), val_loss=vl, train_loss=vl + 0.1,
