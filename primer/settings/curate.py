@@ -59,10 +59,19 @@ class CurateConfig:
                                             "endpoint in `teacher.*`) or `heuristic` (offline rules).",
                           choices=("heuristic", "teacher"))
     annotate_n: int = knob(300, help="Documents in the annotation sample (seeded, drawn after dedup).", min=0)
+    annotate_prompt: str = knob("phi1", help="Teacher prompt: `phi1` (phi-1's 0-10 educational-value question) or "
+                                             "`rubric` (FineWeb-Edu style additive 5-point rubric, doubled to 0-10).",
+                                choices=("phi1", "rubric"))
     annotate_model: str = knob("", help="Teacher model for annotation; empty = the teacher's default model.")
     annotate_max_chars: int = knob(6000, help="Characters of a document shown to the teacher.", min=200)
     label_threshold: float = knob(5.0, help="Score (0-10) at or above which an annotated document counts as "
-                                            "educational.", min=0.0, max=10.0)
+                                            "educational (heuristic: >= 3 of its 5 rubric points).",
+                                  min=0.0, max=10.0)
+    classifier: str = knob("forest", help="Quality head on the embeddings: `forest` (phi-1: random forest on the "
+                                          "labels, quality = P(educational)) or `linear` (FineWeb-Edu: ridge "
+                                          "regression on the 0-10 score, quality = predicted score / 10).",
+                           choices=("forest", "linear"))
+    linear_alpha: float = knob(1.0, help="L2 penalty of the linear head.", min=0.0)
     embedder: str = knob("hashed", help="Features for the classifier: `hashed` (offline token + AST n-grams), "
                                         "`transformer` (a local model at embed_model), `endpoint` (an "
                                         "OpenAI-compatible /embeddings endpoint, model embed_model).",

@@ -1,12 +1,9 @@
-"""The curate stage's steps: filters, dedup, annotation, quality classifier, decontamination (see docs/curate.md).
+"""The curate stage (see docs/curate.md), Prefect-free units plus one module declaring its Prefect tasks:
 
-Prefect-free building blocks; `flows/curate.py` maps them over shards as tasks.
+    sources/plan (stages.py) -> filters (filters.py) + signatures (dedup.py) -> dedup partitions and
+    clusters (stages.py, dedup.py) -> annotation (annotate.py: heuristic.py | teacher_annotator.py)
+    -> quality classifier (quality.py, embed.py) -> decontamination (decontam.py) -> output (output.py)
+
+`prefect_tasks.py` wraps the units as tasks (retries, cache policy); `flows/curate.py` calls them in order.
+Nothing is imported here, so importing one unit never loads the others.
 """
-
-from tasks.curate.annotate import Annotation, HeuristicAnnotator, parse_score
-from tasks.curate.decontam import Decontaminator, Hit, load_humaneval, load_mbpp
-from tasks.curate.dedup import MinHasher
-from tasks.curate.filters import BaseFilter, FilterChain, default_filters
-
-__all__ = ["Annotation", "HeuristicAnnotator", "parse_score", "Decontaminator", "Hit", "load_humaneval",
-           "load_mbpp", "MinHasher", "BaseFilter", "FilterChain", "default_filters"]

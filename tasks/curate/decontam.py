@@ -28,7 +28,7 @@ from functools import lru_cache
 
 import numpy as np
 
-from tasks.curate.text import TOKEN_RE, hash64, ngram_hashes, parse_python, token_hashes
+from tasks.curate.text import TOKEN_CACHE_MAX, TOKEN_RE, hash64, ngram_hashes, parse_python, token_hashes
 
 log = logging.getLogger("primer.curate")
 AST_GRAM = 6
@@ -42,6 +42,59 @@ def blind_tokens(text: str, toks: list[str] | None = None) -> list[str]:
     """Code tokens with every identifier (not keywords) replaced by `N`."""
     toks = TOKEN_RE.findall(text) if toks is None else toks
     return [t if (t in _KEYWORDS or not (t[0].isalpha() or t[0] == "_")) else "N" for t in toks]
+
+
+_BLIND_N = hash64("N")
+_blind_cache: dict[str, int] = {}
+
+
+def blind_token_hashes(toks: list[str]) -> np.ndarray:
+    """`token_hashes(blind_tokens(...))` without a Python step per token: a memo of token -> blind hash."""
+    cache = _blind_cache
+    try:
+        return np.fromiter(map(cache.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    except KeyError:
+        if len(cache) > TOKEN_CACHE_MAX:
+            cache.clear()
+        for t in set(toks):
+            if t not in cache:
+                cache[t] = hash64(t) if (t in _KEYWORDS or not (t[0].isalpha() or t[0] == "_")) else _BLIND_N
+        return np.fromiter(map(cache.__getitem__, toks), dtype=np.uint64, count=len(toks))
+
+
+class GramIndex:
+    """Sorted (hash, owner) pairs with a bitmap in front: most of a document's n-grams are in no benchmark
+    item, and one bit test rejects them before any binary search."""
+
+    BITS = 1 << 22   # 4 Mi bits = 512 KiB; ~1-2% of absent grams pass for indexes of ~50k grams
+
+    def __init__(self, hashes: np.ndarray, owners: np.ndarray):
+        order = np.argsort(hashes, kind="stable")
+        self.hash, self.owner = hashes[order], owners[order]
+        self.bitmap = np.zeros(self.BITS // 8, dtype=np.uint8)
+        if len(self.hash):
+            bits = (self.hash & np.uint64(self.BITS - 1)).astype(np.int64)
+            np.bitwise_or.at(self.bitmap, bits >> 3, (1 << (bits & 7)).astype(np.uint8))
+
+    def owners_of(self, query: np.ndarray) -> np.ndarray:
+        """Owners of every query hash present in the index (with repetition)."""
+        if not len(query) or not len(self.hash):
+            return np.zeros(0, np.int64)
+        bits = (query & np.uint64(self.BITS - 1)).astype(np.int64)
+        query = query[(self.bitmap[bits >> 3] >> (bits & 7)) & 1 == 1]
+        if not len(query):
+            return np.zeros(0, np.int64)
+        lo = np.searchsorted(self.hash, query, "left")
+        hi = np.searchsorted(self.hash, query, "right")
+        n = hi - lo
+        sel = n > 0
+        lo, n = lo[sel], n[sel]
+        if not len(lo):
+            return np.zeros(0, np.int64)
+        idx = np.repeat(lo - np.cumsum(np.r_[0, n[:-1]]), n) + np.arange(n.sum())
+        return self.owner[idx]
+
+
 SNIPPET_CHARS = 400
 
 
@@ -190,12 +243,12 @@ class Decontaminator:
         self.item_sizes = np.array(sizes, dtype=np.int64)
         h = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
         o = np.concatenate(owners) if owners else np.zeros(0, np.int64)
-        order = np.argsort(h, kind="stable")
-        self.ng_hash, self.ng_owner = h[order], o[order]
+        self.ngrams = GramIndex(h, o)
+        self.item_grams = hashes     # distinct n-grams per item (for the evidence snippet)
         # prefilter for the AST check: identifier-blind token n-grams (renaming and layout do not change them)
         hashes, owners, sizes = [], [], []
         for i, it in enumerate(items):
-            grams = np.unique(ngram_hashes(token_hashes(blind_tokens(it.code)), SHAPE_GRAM))
+            grams = np.unique(ngram_hashes(blind_token_hashes(TOKEN_RE.findall(it.code)), SHAPE_GRAM))
             hashes.append(grams)
             owners.append(np.full(len(grams), i, dtype=np.int64))
         h = np.concatenate(hashes) if hashes else np.zeros(0, np.uint64)
@@ -203,8 +256,7 @@ class Decontaminator:
         uniq, counts = np.unique(h, return_counts=True)
         keep = ~np.isin(h, uniq[counts > max(3, max_gram_share * max(1, len(items)))])
         h, o = h[keep], o[keep]
-        order = np.argsort(h, kind="stable")
-        self.bg_hash, self.bg_owner = h[order], o[order]
+        self.blind = GramIndex(h, o)
         self.bg_sizes = np.bincount(o, minlength=len(items)) if len(items) else np.zeros(0, np.int64)
         # AST index over benchmark functions
         self.fn_item: list[int] = []
@@ -235,24 +287,8 @@ class Decontaminator:
         common = uniq[counts > max(3, max_gram_share * max(1, len(self.fn_seq)))]
         keep = ~np.isin(gh, common)
         gh, go = gh[keep], go[keep]
-        order = np.argsort(gh, kind="stable")
-        self.ag_hash, self.ag_owner = gh[order], go[order]
+        self.ast_grams = GramIndex(gh, go)
         self.fn_gram_count = np.bincount(go, minlength=len(self.fn_seq)) if len(self.fn_seq) else np.zeros(0, np.int64)
-
-    @staticmethod
-    def _lookup(sorted_hash: np.ndarray, owner: np.ndarray, query: np.ndarray) -> np.ndarray:
-        """Owners of every query hash present in the index (with repetition)."""
-        if not len(query) or not len(sorted_hash):
-            return np.zeros(0, np.int64)
-        lo = np.searchsorted(sorted_hash, query, "left")
-        hi = np.searchsorted(sorted_hash, query, "right")
-        n = hi - lo
-        sel = n > 0
-        lo, n = lo[sel], n[sel]
-        if not len(lo):
-            return np.zeros(0, np.int64)
-        idx = np.repeat(lo - np.cumsum(np.r_[0, n[:-1]]), n) + np.arange(n.sum())
-        return owner[idx]
 
     def check(self, text: str) -> list[Hit]:
         hits: dict[tuple[str, str], Hit] = {}
@@ -261,13 +297,13 @@ class Decontaminator:
         spans: list[tuple[int, int]] = []
         grams = ngram_hashes(token_hashes(toks), self.ngram_size)
         uniq, first = np.unique(grams, return_index=True)
-        owners = self._lookup(self.ng_hash, self.ng_owner, uniq)
+        owners = self.ngrams.owners_of(uniq)
         if len(owners):
             counts = np.bincount(owners, minlength=len(self.items))
             frac = counts / np.maximum(self.item_sizes, 1)
             for i in np.nonzero((frac >= self.ngram_threshold) & (counts >= 2))[0].tolist():
                 it = self.items[i]
-                own = set(np.unique(ngram_hashes(token_hashes(TOKEN_RE.findall(it.code)), self.ngram_size)).tolist())
+                own = set(self.item_grams[i].tolist())
                 spans = spans or [m.span() for m in TOKEN_RE.finditer(text)]
                 pos = sorted(first[j] for j, h in enumerate(uniq.tolist()) if h in own)
                 a = spans[pos[0]][0]
@@ -276,8 +312,7 @@ class Decontaminator:
                                                        text[a:b][:SNIPPET_CHARS])
         # 2. AST structure, only for documents that share enough identifier-blind n-grams with an item
         if self.fn_seq:
-            owners = self._lookup(self.bg_hash, self.bg_owner,
-                                  np.unique(ngram_hashes(token_hashes(blind_tokens(text, toks)), SHAPE_GRAM)))
+            owners = self.blind.owners_of(np.unique(ngram_hashes(blind_token_hashes(toks), SHAPE_GRAM)))
             if len(owners):
                 shared = np.bincount(owners, minlength=len(self.items))
                 share = shared / np.maximum(self.bg_sizes, 1)
@@ -296,7 +331,7 @@ class Decontaminator:
             seq = flat[a:b]
             if len(seq) < self.ast_min_nodes:
                 continue
-            owners = self._lookup(self.ag_hash, self.ag_owner, _grams(seq))
+            owners = self.ast_grams.owners_of(_grams(seq))
             if not len(owners):
                 continue
             counts = np.bincount(owners, minlength=len(self.fn_seq))

@@ -45,35 +45,67 @@ def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
 
 
 class MinHasher:
-    """MinHash signatures with vectorized multiply-shift permutations over uint64 shingle hashes."""
+    """MinHash signatures by one-permutation hashing with optimal densification (Shrivastava 2017).
+
+    Classic MinHash applies `num_perm` hash functions to every shingle (n x num_perm work, what datasketch
+    does). One-permutation hashing hashes each shingle once, uses part of the hash to pick one of
+    `num_perm` bins and keeps the minimum of the rest per bin: O(n) work, and for documents with more
+    shingles than bins (almost every source file) the same Jaccard estimate (fraction of equal bins).
+    Bins a short document leaves empty are filled from other bins chosen by a hash of (bin, attempt)
+    that does not depend on the document, so equal documents stay equal and similar ones similar.
+    """
 
     def __init__(self, num_perm: int = 128, shingle_size: int = 5, threshold: float = 0.7, seed: int = 1):
-        rng = np.random.default_rng(seed)
         self.num_perm, self.shingle_size, self.threshold = num_perm, shingle_size, threshold
-        self.a = rng.integers(1, 2 ** 63, size=num_perm, dtype=np.uint64) | np.uint64(1)
-        self.b = rng.integers(0, 2 ** 63, size=num_perm, dtype=np.uint64)
+        self.seed = np.uint64(hash64(f"minhash:{seed}"))
         self.bands, self.rows = optimal_bands(threshold, num_perm)
+        # densification probes: for empty bin i, attempt t looks at bin probe[t, i] (document-independent)
+        attempts = 64
+        grid = (np.arange(attempts, dtype=np.uint64)[:, None] << np.uint64(32)) | np.arange(num_perm, dtype=np.uint64)
+        self._probe = (splitmix64(grid ^ self.seed) % np.uint64(num_perm)).astype(np.int64)
 
     def shingles(self, text: str) -> np.ndarray:
         return np.unique(ngram_hashes(token_hashes(tokens(text)), self.shingle_size))
 
-    def signature(self, text: str, chunk: int = 2048) -> np.ndarray:
-        """uint32[num_perm]; the empty document gets all-max."""
-        sh = self.shingles(text)
-        sig = np.full(self.num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
-        with np.errstate(over="ignore"):
-            for i in range(0, len(sh), chunk):
-                part = sh[i:i + chunk, None] * self.a + self.b
-                np.minimum(sig, part.min(axis=0), out=sig)
-        return (sig >> np.uint64(32)).astype(np.uint32)
+    def signature(self, text: str) -> np.ndarray:
+        """uint32[num_perm]; the empty document gets all-max. (Repeated shingles need no `unique`: a
+        per-bin minimum is the same with or without them.)"""
+        return self.signature_of(ngram_hashes(token_hashes(tokens(text)), self.shingle_size))
+
+    def signature_of(self, shingles: np.ndarray) -> np.ndarray:
+        k = self.num_perm
+        sig = np.full(k, np.iinfo(np.uint32).max, dtype=np.uint32)
+        if not len(shingles):
+            return sig
+        h = splitmix64(shingles ^ self.seed)
+        np.minimum.at(sig, ((h >> np.uint64(32)) % np.uint64(k)).astype(np.int64),
+                      (h & np.uint64(0xFFFFFFFF)).astype(np.uint32))
+        filled = np.zeros(k, dtype=bool)
+        filled[((h >> np.uint64(32)) % np.uint64(k)).astype(np.int64)] = True
+        if filled.all():
+            return sig
+        out = sig.copy()
+        empty = np.nonzero(~filled)[0]
+        for probe in self._probe:  # optimal densification: copy from the first filled bin probed
+            src = probe[empty]
+            hit = filled[src]
+            out[empty[hit]] = sig[src[hit]]
+            empty = empty[~hit]
+            if not len(empty):
+                break
+        else:  # (vanishingly rare) still empty after every probe: take the nearest filled bin to the right
+            idx = np.nonzero(filled)[0]
+            out[empty] = sig[idx[np.searchsorted(idx, empty) % len(idx)]]
+        return out
 
     def band_hashes(self, sig: np.ndarray) -> np.ndarray:
-        """uint64[bands]: one hash per band of `rows` signature values."""
-        m = sig[: self.bands * self.rows].astype(np.uint64).reshape(self.bands, self.rows)
-        acc = m[:, 0].copy()
+        """uint64[bands] for one signature, or uint64[n, bands] for a stack: one hash per band of `rows`."""
+        sig = np.asarray(sig)
+        m = sig[..., : self.bands * self.rows].astype(np.uint64).reshape(*sig.shape[:-1], self.bands, self.rows)
+        acc = m[..., 0].copy()
         with np.errstate(over="ignore"):
             for j in range(1, self.rows):
-                acc = splitmix64(acc) ^ m[:, j]
+                acc = splitmix64(acc) ^ m[..., j]
         return splitmix64(acc)
 
 
@@ -96,7 +128,7 @@ def build_signatures(texts: list[str], hasher: MinHasher, near: bool) -> Signatu
     exact = np.array([exact_hash(t) for t in texts], dtype=np.uint64)
     if near and n:
         mh = np.stack([hasher.signature(t) for t in texts])
-        bands = np.stack([hasher.band_hashes(s) for s in mh])
+        bands = hasher.band_hashes(mh)
     else:
         mh = np.zeros((n, 0), dtype=np.uint32)
         bands = np.zeros((n, 0), dtype=np.uint64)
@@ -166,75 +198,90 @@ def bucket_edges(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {"exact_a": a[ex], "exact_b": b[ex], "near_a": near_a, "near_b": near_b}
 
 
-class UnionFind:
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
-
-    def find(self, x: int) -> int:
-        parent = self.parent
-        root = x
-        while parent.get(root, root) != root:
-            root = parent[root]
-        while parent.get(x, x) != root:  # path compression
-            parent[x], x = root, parent[x]
-        return root
-
-    def union(self, a: int, b: int) -> None:
-        ra, rb = self.find(a), self.find(b)
-        if ra != rb:  # the smaller id becomes the root: the kept copy is the first document
-            if rb < ra:
-                ra, rb = rb, ra
-            self.parent[rb] = ra
-
-
 @dataclass
 class DedupResult:
-    exact: dict[int, int]                      # removed doc -> kept doc (same normalized text)
-    near: dict[int, tuple[int, float]]         # removed doc -> (kept doc, estimated Jaccard)
+    """Removed documents and the copy each duplicates (arrays, sorted by removed doc)."""
+
+    exact_removed: np.ndarray                  # int64 docs with the same normalized text as ...
+    exact_kept: np.ndarray                     # ... this (smaller) doc
+    near_removed: np.ndarray                   # int64 docs in a near-duplicate cluster ...
+    near_kept: np.ndarray                      # ... whose smallest doc is this
+    near_sim: np.ndarray                       # best estimated Jaccard of the removed doc to a neighbour
     candidates: int = 0
     confirmed: int = 0
 
+    @property
+    def exact(self) -> dict[int, int]:
+        return dict(zip(self.exact_removed.tolist(), self.exact_kept.tolist()))
+
+    @property
+    def near(self) -> dict[int, tuple[int, float]]:
+        return {d: (k, s) for d, k, s in zip(self.near_removed.tolist(), self.near_kept.tolist(),
+                                             self.near_sim.tolist())}
+
+
+_EMPTY = np.zeros(0, np.int64)
+
+
+def _exact_groups(edges: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+    """(removed, kept) for exact duplicates: each removed doc keeps the smallest doc of its group."""
+    a = np.concatenate([e["exact_a"] for e in edges]) if edges else _EMPTY
+    b = np.concatenate([e["exact_b"] for e in edges]) if edges else _EMPTY
+    if not len(b):
+        return _EMPTY, _EMPTY
+    order = np.lexsort((a, b))          # by removed doc, smallest head first
+    a, b = a[order], b[order]
+    first = np.ones(len(b), dtype=bool)
+    first[1:] = b[1:] != b[:-1]
+    return b[first].astype(np.int64), a[first].astype(np.int64)
+
 
 def cluster(edges: list[dict[str, np.ndarray]], load_minhash, threshold: float, verify: bool) -> DedupResult:
-    """Resolve edges from every partition into removed documents.
+    """Resolve edges from every partition into removed documents, in arrays over duplicate pairs only.
 
-    `load_minhash(docs: np.ndarray) -> dict[doc, uint32 signature]` fetches signatures for candidate
-    documents only (shard by shard), so memory follows the number of candidates, not of documents.
+    `load_minhash(docs: sorted int64 array) -> uint32[len(docs), num_perm]` fetches signatures for candidate
+    documents only (shard by shard), so memory follows the number of candidate pairs, never of documents:
+    16 bytes per pair plus one signature per candidate document. Clusters are connected components of the
+    confirmed pairs (scipy's union-find on a sparse graph); each keeps its smallest doc, the first copy in
+    source/file order, so the result does not depend on how partitions were scheduled.
     """
-    exact: dict[int, int] = {}
-    for e in edges:
-        for a, b in zip(e["exact_a"].tolist(), e["exact_b"].tolist()):
-            # exact groups are complete stars from their smallest doc (one hash lives in one partition)
-            prev = exact.get(b)
-            exact[b] = a if prev is None else min(prev, a)
-    near_a = np.concatenate([e["near_a"] for e in edges]) if edges else np.zeros(0, np.int64)
-    near_b = np.concatenate([e["near_b"] for e in edges]) if edges else np.zeros(0, np.int64)
-    # near edges between exact duplicates collapse onto their kept copies
-    rep = np.vectorize(lambda d: exact.get(d, d), otypes=[np.int64])
-    if len(near_a):
-        near_a, near_b = rep(near_a), rep(near_b)
-        keep = near_a != near_b
-        near_a, near_b = near_a[keep], near_b[keep]
-        lo, hi = np.minimum(near_a, near_b), np.maximum(near_a, near_b)
-        pairs = np.unique(np.stack([lo, hi], axis=1), axis=0) if len(lo) else np.zeros((0, 2), np.int64)
-    else:
-        pairs = np.zeros((0, 2), np.int64)
-    result = DedupResult(exact=exact, near={}, candidates=len(pairs))
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    ex_removed, ex_kept = _exact_groups(edges)
+    near_a = np.concatenate([e["near_a"] for e in edges]) if edges else _EMPTY
+    near_b = np.concatenate([e["near_b"] for e in edges]) if edges else _EMPTY
+    if len(near_a) and len(ex_removed):  # near edges between exact duplicates collapse onto their kept copies
+        for arr in (near_a, near_b):
+            pos = np.clip(np.searchsorted(ex_removed, arr), 0, len(ex_removed) - 1)
+            hit = ex_removed[pos] == arr
+            arr[hit] = ex_kept[pos[hit]]
+    keep = near_a != near_b
+    lo, hi = np.minimum(near_a[keep], near_b[keep]), np.maximum(near_a[keep], near_b[keep])
+    pairs = np.unique(np.stack([lo, hi], axis=1), axis=0) if len(lo) else np.zeros((0, 2), np.int64)
+    empty = DedupResult(ex_removed, ex_kept, _EMPTY, _EMPTY, np.zeros(0), candidates=len(pairs))
     if not len(pairs):
-        return result
+        return empty
+    nodes, inverse = np.unique(pairs, return_inverse=True)
+    inverse = inverse.reshape(pairs.shape)
     sims = np.ones(len(pairs))
     if verify:
-        sigs = load_minhash(np.unique(pairs))
-        sims = np.array([float(np.mean(sigs[a] == sigs[b])) for a, b in pairs.tolist()])
-    uf = UnionFind()
-    best: dict[int, float] = {}
-    for (a, b), s in zip(pairs.tolist(), sims.tolist()):
-        if s >= threshold:
-            uf.union(a, b)
-            best[b] = max(best.get(b, 0.0), s)
-            result.confirmed += 1
-    for d in list(uf.parent):
-        root = uf.find(d)
-        if root != d:
-            result.near[d] = (root, best.get(d, threshold))
-    return result
+        sigs = np.asarray(load_minhash(nodes))
+        sims = (sigs[inverse[:, 0]] == sigs[inverse[:, 1]]).mean(axis=1)
+        del sigs
+    ok = sims >= threshold
+    if not ok.any():
+        empty.candidates = len(pairs)
+        return empty
+    ia, ib, sims = inverse[ok, 0], inverse[ok, 1], sims[ok]
+    n = len(nodes)
+    graph = coo_matrix((np.ones(len(ia), dtype=np.int8), (ia, ib)), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    root = np.full(label.max() + 1, n, dtype=np.int64)
+    np.minimum.at(root, label, np.arange(n))        # nodes are sorted: the smallest index is the smallest doc
+    best = np.zeros(n)
+    np.maximum.at(best, ib, sims)                   # best similarity seen by the larger doc of each pair
+    removed = np.nonzero(root[label] != np.arange(n))[0]
+    best = np.where(best[removed] > 0, best[removed], threshold)
+    return DedupResult(ex_removed, ex_kept, nodes[removed], nodes[root[label[removed]]], best,
+                       candidates=len(pairs), confirmed=int(ok.sum()))

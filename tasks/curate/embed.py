@@ -11,7 +11,10 @@
 
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import asdict, is_dataclass
+from functools import lru_cache
 from typing import Any, Protocol
 
 import numpy as np
@@ -111,3 +114,20 @@ def make_embedder(cfg, teacher_cfg: Any = None) -> Embedder:
     base_url = getattr(teacher_cfg, "base_url", "") or ""
     key_env = getattr(teacher_cfg, "api_key_env", "") or "OPENAI_API_KEY"
     return EndpointEmbedder(cfg.embed_model, base_url=base_url, api_key=os.environ.get(key_env, ""))
+
+
+@lru_cache(maxsize=2)
+def _cached_embedder(cfg_json: str, teacher_json: str) -> Embedder:
+    from primer.settings.curate import CurateConfig
+
+    cfg = CurateConfig(**{k: v for k, v in json.loads(cfg_json).items() if k != "sources"})
+    teacher = json.loads(teacher_json)
+    return make_embedder(cfg, type("T", (), teacher)() if teacher else None)
+
+
+def embedder_for(cfg, teacher_cfg: Any = None) -> Embedder:
+    """The configured embedder, built once per process for a given configuration (keyed by its JSON, so
+    any worker process builds the same one from the task's arguments alone)."""
+    section = {k: v for k, v in asdict(cfg).items() if k != "sources"}
+    teacher = asdict(teacher_cfg) if is_dataclass(teacher_cfg) else {}
+    return _cached_embedder(json.dumps(section, sort_keys=True), json.dumps(teacher, sort_keys=True, default=str))

@@ -16,7 +16,7 @@ from typing import Iterable, Iterator
 
 from primer.documents import Document, Drop, DropCounter
 from primer.settings.curate import CurateConfig
-from tasks.curate.text import parse_python
+from tasks.curate.text import check_syntax
 
 Verdict = tuple[bool, str]
 KEEP: Verdict = (True, "")
@@ -155,11 +155,13 @@ class DataHeavyFilter(BaseFilter):
 
 
 class PythonSyntaxFilter(BaseFilter):
+    """Valid Python 3, checked by CPython's parser + symbol table (no AST objects: text.check_syntax)."""
+
     name = "syntax"
 
     def filter(self, doc: Document) -> Verdict:
         try:
-            parse_python(doc.text)
+            check_syntax(doc.text)
         except SyntaxError as e:
             return False, f"syntax_error: line {e.lineno}: {e.msg}"
         except (ValueError, RecursionError, MemoryError) as e:

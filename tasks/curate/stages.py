@@ -1,28 +1,24 @@
-"""The curate stage's units of work, free of Prefect (flows/curate.py maps them as tasks).
+"""The curate stage's units of work, free of Prefect (`prefect_tasks.py` declares them as tasks).
 
-Work files live under `curate-work/<key>/` on the store (deleted after success unless `keep_work`):
+    prepare -> filter_shard (per shard) -> dedup_bucket (per hash partition) -> dedup_cluster (once)
+            -> [annotate.annotate_sample -> quality.train_classifier] -> finalize_shard (per shard)
+            -> output.write_output
 
-    shards/<s>/kept.arrow, drops.arrow, minhash.npy, bucket-<k>.npz, _SUCCESS.json   (filter_shard)
-    dedup/bucket-<k>.npz                                                            (dedup_bucket)
-    dedup/removed-<s>.arrow, dedup/_SUCCESS.json                                    (dedup_cluster)
-    annotate/_SUCCESS.json                                                          (annotate_sample)
-    final/<s>.json                                                                  (finalize_shard)
-
-Every unit writes its files first and its marker (`_SUCCESS.json` / `final/<s>.json`) last, each file
-committed atomically, so a re-run skips every finished unit and redoes only unfinished ones.
+Every unit takes only plain, picklable arguments (settings dataclasses, a key, shard numbers), rebuilds
+its store handle from them and keeps its state in the work area (`work.py`), so it runs the same in a
+thread, another process or a Dask/Ray worker, and the output bytes do not depend on where or in what order
+units ran.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import io
-import json
 import logging
 import os
 import tempfile
 import time
-from dataclasses import asdict, dataclass
-from functools import lru_cache
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +28,19 @@ import pyarrow.parquet as pq
 
 from primer.config import StoreConfig
 from primer.documents import DropCounter
+from primer.errors import InputError, PrimerError
 from primer.settings.curate import CurateConfig
-from primer.store import ArtifactStore, FileRecord, open_store, sha256_file
+from primer.store import FileRecord, content_key, open_store
 from tasks.curate import dedup as dd
+from tasks.curate import quality
+from tasks.curate.embed import embedder_for
 from tasks.curate.filters import FilterChain, StepCount, default_filters, nbytes, split_reason
 from tasks.curate.text import hash64, sha256_text
+from tasks.curate.work import Work, load_removed, read_arrow, shard_name, write_table_bytes
 from tasks.sources import ResolvedSource, read_documents, resolve_source
 
 log = logging.getLogger("primer.curate")
-STAGE_VERSION = 1
+STAGE_VERSION = 2
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("quality", pa.float32()),
     ("annotation", pa.float32()), ("bytes", pa.int64()), ("lines", pa.int32()), ("sha256", pa.string()),
@@ -55,57 +55,42 @@ CONTAMINATION_SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("benchmark", pa.string()), ("task_id", pa.string()),
     ("method", pa.string()), ("score", pa.float32()), ("snippet", pa.string()),
 ])
-# Side tables are Parquet with a `.pqt` suffix so that a `format: parquet` read of the output folder
-# (which matches *.parquet / *.pq recursively) sees only the curated documents under data/.
+# Side tables are Parquet with a `.pqt` suffix while tasks/sources.py still globs *.parquet in a stage
+# output; once it reads the manifest's `datasets` they take the normal suffix.
 SIDE_EXT = ".pqt"
+DATASET = "documents"
+# Settings that say where things are, not what is computed: never part of the key.
+_LOCATION_KNOBS = ("sources", "mbpp_path", "keep_work")
 
 
-# ------------------------------------------------------------------------------------------ small IO
+class EmptyCurateResult(PrimerError):
+    """Every document was dropped: there is nothing to hand to the next stage."""
 
 
-def shard_name(s: int) -> str:
-    return f"{s:05d}"
+def require_documents(kept: list[int], n_in: int, drops: dict[str, int]) -> None:
+    """Fail with the drop counts when no document is left (after the filters, or at the end)."""
+    if sum(kept):
+        return
+    shown = ", ".join(f"{reason} {n}" for reason, n in sorted(drops.items(), key=lambda kv: (-kv[1], kv[0])))
+    raise EmptyCurateResult(
+        f"curate: kept 0 of {n_in} documents (dropped: {shown or 'none'}). Nothing was published; check "
+        "curate.sources and the setting behind the largest drop reason (docs/curate.md lists each reason's knob).")
 
 
-def write_table_bytes(table: pa.Table, fmt: str = "arrow") -> bytes:
-    sink = io.BytesIO()
-    if fmt == "arrow":
-        with pa.ipc.new_file(sink, table.schema) as w:
-            w.write_table(table)
-    else:
-        pq.write_table(table, sink, compression="zstd")
-    return sink.getvalue()
+def require_filter_survivors(shard_stats: list[dict[str, Any]]) -> None:
+    drops: dict[str, int] = {}
+    for st in shard_stats:
+        for reason, n in st["drops"].items():
+            drops[reason] = drops.get(reason, 0) + n
+    require_documents([st["kept"] for st in shard_stats], sum(st["read"]["docs_in"] for st in shard_stats), drops)
 
 
-def read_arrow(store: ArtifactStore, uri: str) -> pa.Table:
-    return pa.ipc.open_file(pa.BufferReader(store.read_bytes(uri))).read_all()
-
-
-def put_local_file(store: ArtifactStore, uri: str, write) -> FileRecord:
-    """Write through a local temporary file, then commit atomically; returns its record (name = uri)."""
-    with tempfile.TemporaryDirectory(prefix="primer-curate-") as tmp:
-        local = Path(tmp) / "f"
-        write(local)
-        rec = FileRecord(name=uri, bytes=local.stat().st_size, sha256=sha256_file(local))
-        store.put_file(local, uri)
-    return rec
-
-
-class Work:
-    """Paths of one curate run's work area."""
-
-    def __init__(self, store: ArtifactStore, key: str):
-        self.store, self.key = store, key
-        self.uri = store.uri("curate-work", key)
-
-    def shard(self, s: int, name: str) -> str:
-        return f"{self.uri}/shards/{shard_name(s)}/{name}"
-
-    def at(self, *parts: str) -> str:
-        return "/".join([self.uri, *parts])
-
-    def marker(self, uri: str) -> dict[str, Any] | None:
-        return self.store.read_json(uri) if self.store.exists(uri) else None
+def _curate_errors(fn, *args, **kwargs):
+    """Run a tasks/sources.py call; its input errors name `pack.sources` by default, these are curate's."""
+    try:
+        return fn(*args, **kwargs)
+    except InputError as e:
+        raise InputError(str(e).replace("pack.sources", "curate.sources")) from None
 
 
 # ------------------------------------------------------------------------------------------ planning
@@ -120,7 +105,60 @@ class ShardPlan:
 
 
 def resolve_sources(cfg: CurateConfig, store_cfg: StoreConfig) -> list[ResolvedSource]:
-    return [resolve_source(spec, store_cfg, i) for i, spec in enumerate(cfg.sources)]
+    return [_curate_errors(resolve_source, spec, store_cfg, i) for i, spec in enumerate(cfg.sources)]
+
+
+@dataclass
+class RunPlan:
+    """What one curate run will do: its key, its sources and its shards (plain data: it travels to workers)."""
+
+    key: str
+    sources: list[ResolvedSource]
+    plans: list[ShardPlan]
+    mbpp_fingerprint: str
+    settings: dict[str, Any] = field(default_factory=dict)   # the curate section, as it enters the key
+
+    @property
+    def shards(self) -> list[int]:
+        return [p.index for p in self.plans]
+
+
+def stage_key(cfg: CurateConfig, sources: list[ResolvedSource], mbpp_fp: str, teacher_cfg: Any = None) -> str:
+    """Content key: the stage version, the settings that change what is computed, the sources' content
+    fingerprints and display names (the `source` column), MBPP's content fingerprint and the teacher
+    settings that change answers. Never a path or URI, so a moved store or input folder keeps its key."""
+    section = {k: v for k, v in asdict(cfg).items() if k not in _LOCATION_KNOBS}
+    inputs = [(s.name, s.fingerprint) for s in sources]
+    teacher = None
+    if teacher_cfg is not None and (cfg.annotator == "teacher" or cfg.embedder == "endpoint"):
+        teacher = {k: getattr(teacher_cfg, k, None) for k in ("model", "api", "temperature", "top_p", "seed")}
+    return content_key(STAGE_VERSION, section, inputs, mbpp_fp, teacher)
+
+
+def locate_mbpp(cfg: CurateConfig) -> tuple[str, str]:
+    """(MBPP location, "") or ("", why it is skipped), by the lookup every stage uses (primer.scoring)."""
+    if not cfg.decontaminate:
+        return cfg.mbpp_path, ""
+    from primer.scoring.data_files import try_locate_mbpp
+
+    return try_locate_mbpp(cfg.mbpp_path)
+
+
+def mbpp_fingerprint(cfg: CurateConfig, store_cfg: StoreConfig) -> str:
+    if not (cfg.decontaminate and cfg.mbpp_path):
+        return ""
+    from tasks.curate.decontam import load_mbpp
+
+    return content_key([(i.task_id, i.code) for i in load_mbpp(cfg.mbpp_path, store_cfg)], length=32)
+
+
+def prepare(cfg: CurateConfig, store_cfg: StoreConfig, teacher_cfg: Any = None) -> RunPlan:
+    """Resolve and fingerprint the sources, fingerprint MBPP, compute the key and cut the shards."""
+    sources = resolve_sources(cfg, store_cfg)
+    mbpp_fp = mbpp_fingerprint(cfg, store_cfg)
+    key = stage_key(cfg, sources, mbpp_fp, teacher_cfg)
+    return RunPlan(key, sources, plan_shards(cfg, sources, store_cfg), mbpp_fp,
+                   {k: v for k, v in asdict(cfg).items() if k not in _LOCATION_KNOBS})
 
 
 def _file_sizes(src: ResolvedSource, store_cfg: StoreConfig) -> list[int]:
@@ -174,6 +212,19 @@ def _exclusion(doc_id: str, source: str, reason: str, detail: str, nbytes_: int 
             "bytes": nbytes_, "text": (text[:cap] if (text is not None and cap) else None)}
 
 
+def _curate_reads(docs):
+    """Documents from tasks/sources.py, with its input errors naming curate.sources."""
+    it = iter(docs)
+    while True:
+        try:
+            doc = next(it)
+        except StopIteration:
+            return
+        except InputError as e:
+            raise InputError(str(e).replace("pack.sources", "curate.sources")) from None
+        yield doc
+
+
 def filter_shard(plan: ShardPlan, cfg: CurateConfig, store_cfg: StoreConfig, key: str) -> dict[str, Any]:
     """Read one shard, run the filter chain, write survivors + drops + dedup signatures, then the marker."""
     store = open_store(store_cfg)
@@ -208,7 +259,7 @@ def filter_shard(plan: ShardPlan, cfg: CurateConfig, store_cfg: StoreConfig, key
     kept: dict[str, list[Any]] = {name: [] for name in KEPT_SCHEMA.names}
     reader = read_documents(dataclasses.replace(src, files=readable), reader_drops, store_cfg)
     seen_reader_drops = 0
-    for doc in reader:
+    for doc in _curate_reads(reader):
         n = nbytes(doc)
         read.docs_in += 1
         read.docs_out += 1
@@ -291,112 +342,54 @@ def dedup_cluster(shards: list[int], cfg: CurateConfig, key: str, store_cfg: Sto
     t0 = time.time()
     edges = [dd.from_npz(store.read_bytes(work.at("dedup", f"bucket-{k:04d}.npz"))) for k in range(cfg.dedup_buckets)]
 
-    def by_shard(docs) -> dict[int, list[int]]:
-        out: dict[int, list[int]] = {}
-        for d in np.asarray(docs, dtype=np.int64).tolist():
-            s, r = _shard_of(d)
-            out.setdefault(s, []).append(r)
-        return out
-
-    def load_minhash(docs: np.ndarray) -> dict[int, np.ndarray]:
-        out = {}
-        for s, rows in by_shard(docs).items():
-            mh = np.load(io.BytesIO(store.read_bytes(work.shard(s, "minhash.npy"))))
-            for r in rows:
-                out[(s << dd.SHARD_SHIFT) | r] = mh[r]
+    def load_minhash(docs: np.ndarray) -> np.ndarray:
+        """Signatures of the candidate docs only, one shard file at a time."""
+        out = np.zeros((len(docs), cfg.num_perm), dtype=np.uint32)
+        shard_of, rows = docs >> dd.SHARD_SHIFT, docs & 0xFFFFFFFF
+        for sh in np.unique(shard_of).tolist():
+            sel = shard_of == sh
+            out[sel] = np.load(io.BytesIO(store.read_bytes(work.shard(sh, "minhash.npy"))))[rows[sel]]
         return out
 
     result = dd.cluster(edges, load_minhash, cfg.near_threshold, cfg.near_verify)
-    # names of kept copies, for the evidence column
-    needed = set(result.exact.values()) | {kept for kept, _ in result.near.values()}
+    del edges
+    # names of the kept copies (for the evidence column), read shard by shard
+    needed = np.unique(np.concatenate([result.exact_kept, result.near_kept]))
     names: dict[int, str] = {}
-    for s, rows in by_shard(sorted(needed)).items():
-        t = read_arrow(store, work.shard(s, "kept.arrow")).select(["id", "source"])
-        ids, srcs = t.column("id").to_pylist(), t.column("source").to_pylist()
-        for r in rows:
-            names[(s << dd.SHARD_SHIFT) | r] = f"{srcs[r]}:{ids[r]}"
-    removed: dict[int, list[tuple[int, str, str, str]]] = {s: [] for s in shards}
-    for d, kept in result.exact.items():
-        s, r = _shard_of(d)
-        removed[s].append((r, "exact_duplicate", f"same normalized text as {names[kept]}", names[kept]))
-    for d, (kept, sim) in result.near.items():
-        s, r = _shard_of(d)
-        removed[s].append((r, "near_duplicate", f"estimated Jaccard {sim:.2f} with {names[kept]}", names[kept]))
-    for s in shards:
-        rows = sorted(removed.get(s, []))
+    for sh in np.unique(needed >> dd.SHARD_SHIFT).tolist():
+        t = read_arrow(store, work.shard(sh, "kept.arrow")).select(["id", "source"])
+        ids, srcs = t.column("id"), t.column("source")
+        for d in needed[(needed >> dd.SHARD_SHIFT) == sh].tolist():
+            r = d & 0xFFFFFFFF
+            names[d] = f"{srcs[r].as_py()}:{ids[r].as_py()}"
+    removed: dict[int, list[tuple[int, str, str, str]]] = {sh: [] for sh in shards}
+    for d, kept in zip(result.exact_removed.tolist(), result.exact_kept.tolist()):
+        sh, r = _shard_of(d)
+        removed[sh].append((r, "exact_duplicate", f"same normalized text as {names[kept]}", names[kept]))
+    for d, kept, sim in zip(result.near_removed.tolist(), result.near_kept.tolist(), result.near_sim.tolist()):
+        sh, r = _shard_of(d)
+        removed[sh].append((r, "near_duplicate", f"estimated Jaccard {sim:.2f} with {names[kept]}", names[kept]))
+    for sh in shards:
+        rows = sorted(removed.get(sh, []))
         table = pa.table({"row": pa.array([x[0] for x in rows], pa.int64()),
                           "reason": pa.array([x[1] for x in rows], pa.string()),
                           "detail": pa.array([x[2] for x in rows], pa.string()),
                           "duplicate_of": pa.array([x[3] for x in rows], pa.string())})
-        store.write_bytes(work.at("dedup", f"removed-{shard_name(s)}.arrow"), write_table_bytes(table))
-    summary = {"exact_duplicates": len(result.exact), "near_duplicates": len(result.near),
+        store.write_bytes(work.at("dedup", f"removed-{shard_name(sh)}.arrow"), write_table_bytes(table))
+    summary = {"exact_duplicates": len(result.exact_removed), "near_duplicates": len(result.near_removed),
                "near_candidate_pairs": result.candidates, "near_confirmed_pairs": result.confirmed,
                "seconds": round(time.time() - t0, 3)}
     store.write_json(marker_uri, summary)
     return summary
 
 
-def load_removed(store: ArtifactStore, work: Work, s: int) -> dict[int, tuple[str, str, str]]:
-    t = read_arrow(store, work.at("dedup", f"removed-{shard_name(s)}.arrow")).to_pylist()
-    return {r["row"]: (r["reason"], r["detail"], r["duplicate_of"]) for r in t}
+def finalize_shard(s: int, cfg: CurateConfig, store_cfg: StoreConfig, key: str, model_key: str | None,
+                   annotations: dict[int, float], teacher_cfg: Any = None) -> dict[str, Any]:
+    """Dedup survivors -> quality filter -> decontamination -> data/part-<s>.parquet + side tables.
 
-
-# ------------------------------------------------------------------------------------------ 3. sample
-
-
-def pick_sample(shard_stats: list[dict[str, Any]], removed: dict[int, set[int]], n: int) -> list[tuple[int, int]]:
-    """The n documents with the smallest sample keys among dedup survivors: [(shard, row)], deterministic."""
-    cands = []
-    for st in shard_stats:
-        s = st["shard"]
-        gone = removed.get(s, set())
-        cands += [(k, s, r) for k, r in st["sample"] if r not in gone]
-    cands.sort()
-    return [(s, r) for _, s, r in cands[:n]]
-
-
-def fetch_docs(store: ArtifactStore, work: Work, picks: list[tuple[int, int]]) -> list[dict[str, Any]]:
-    by: dict[int, list[int]] = {}
-    for s, r in picks:
-        by.setdefault(s, []).append(r)
-    rows: dict[tuple[int, int], dict[str, Any]] = {}
-    for s, rs in by.items():
-        t = read_arrow(store, work.shard(s, "kept.arrow"))
-        sub = t.take(pa.array(rs, pa.int64())).to_pylist()
-        for r, row in zip(rs, sub):
-            rows[(s, r)] = {**row, "shard": s, "row": r}
-    return [rows[p] for p in picks]
-
-
-# ------------------------------------------------------------------------------------------ 4. finalize
-
-
-@lru_cache(maxsize=2)
-def _cached_model(store_root: str, key: str, store_cfg_json: str):
-    from tasks.curate import quality
-
-    store = open_store(StoreConfig(**json.loads(store_cfg_json)))
-    return quality.load(store, key)
-
-
-@lru_cache(maxsize=2)
-def _cached_embedder(cfg_json: str, teacher_json: str):
-    from tasks.curate.embed import make_embedder
-
-    cfg = CurateConfig(**{k: v for k, v in json.loads(cfg_json).items() if k != "sources"})
-    teacher = json.loads(teacher_json)
-    return make_embedder(cfg, type("T", (), teacher)() if teacher else None)
-
-
-def embedder_for(cfg: CurateConfig, teacher_cfg: Any = None):
-    section = {k: v for k, v in asdict(cfg).items() if k != "sources"}
-    teacher = asdict(teacher_cfg) if dataclasses.is_dataclass(teacher_cfg) else {}
-    return _cached_embedder(json.dumps(section, sort_keys=True), json.dumps(teacher, sort_keys=True, default=str))
-
-
-def finalize_shard(s: int, cfg: CurateConfig, store_cfg: StoreConfig, key: str, out_uri: str,
-                   model_key: str | None, annotations: dict[int, float], teacher_cfg: Any = None) -> dict[str, Any]:
-    """Dedup survivors -> quality filter -> decontamination -> data/part-<s>.parquet + side tables."""
+    Files are committed through the stage's `StageOutput` (`curate/<key>`); their records come back in
+    the result so the flow's output lists them in the manifest.
+    """
     store = open_store(store_cfg)
     work = Work(store, key)
     marker_uri = work.at("final", f"{shard_name(s)}.json")
@@ -427,9 +420,9 @@ def finalize_shard(s: int, cfg: CurateConfig, store_cfg: StoreConfig, key: str, 
     # quality
     t_q = time.time()
     if model_key:
-        model = _cached_model(store_cfg.root, model_key, json.dumps(asdict(store_cfg), sort_keys=True))
+        model = quality.cached_model(store_cfg, model_key)
         embedder = embedder_for(cfg, teacher_cfg)
-        probs: list[float] = []
+        probs: list[float | None] = []
         for i in range(0, len(survivors), 256):
             feats = embedder.embed([d["text"] for d in survivors[i:i + 256]])
             probs.extend(model.predict(feats).tolist())
@@ -442,7 +435,8 @@ def finalize_shard(s: int, cfg: CurateConfig, store_cfg: StoreConfig, key: str, 
             good.append(doc)
         else:
             excluded.append(_exclusion(doc["id"], doc["source"], "low_quality",
-                                       f"P(educational)={p:.3f} < {cfg.quality_min:g}", doc["bytes"], doc["text"], cap))
+                                       f"quality {p:.3f} < curate.quality_min {cfg.quality_min:g}", doc["bytes"],
+                                       doc["text"], cap))
     count("quality", survivors, good)
     t_q = time.time() - t_q
     # decontamination
@@ -470,34 +464,37 @@ def finalize_shard(s: int, cfg: CurateConfig, store_cfg: StoreConfig, key: str, 
         clean = good
     count("decontamination", good, clean)
     t_d = time.time() - t_d
-    # write: documents, exclusions, contamination evidence; then the marker
+    # write: documents, exclusions, contamination evidence (through the stage output); then the marker
+    out = store.output("curate", key)
     name = shard_name(s)
-    docs_table = pa.Table.from_pylist(
-        [{c: d.get(c) for c in DOC_SCHEMA.names} for d in clean], schema=DOC_SCHEMA)
-    records = [
-        put_local_file(store, f"{out_uri}/data/part-{name}.parquet",
-                       lambda p: pq.write_table(docs_table, p, compression="zstd")),
-        put_local_file(store, f"{out_uri}/exclusions/part-{name}{SIDE_EXT}",
-                       lambda p: pq.write_table(pa.Table.from_pylist(excluded, schema=EXCLUSION_SCHEMA), p,
-                                                compression="zstd")),
-        put_local_file(store, f"{out_uri}/contamination/part-{name}{SIDE_EXT}",
-                       lambda p: pq.write_table(pa.Table.from_pylist(evidence, schema=CONTAMINATION_SCHEMA), p,
-                                                compression="zstd")),
-    ]
+    tables = {
+        f"data/part-{name}.parquet": pa.Table.from_pylist([{c: d.get(c) for c in DOC_SCHEMA.names} for d in clean],
+                                                          schema=DOC_SCHEMA),
+        f"exclusions/part-{name}{SIDE_EXT}": pa.Table.from_pylist(excluded, schema=EXCLUSION_SCHEMA),
+        f"contamination/part-{name}{SIDE_EXT}": pa.Table.from_pylist(evidence, schema=CONTAMINATION_SCHEMA),
+    }
+    records = [write_parquet(out, file_name, table) for file_name, table in tables.items()]
     drops = DropCounter()
     for row in excluded:
         drops.counts[row["reason"]] += 1
     result = {
         "shard": s, "steps": [asdict(c) for c in steps.values()], "drops": drops.as_dict(),
-        "docs": docs_table.num_rows, "bytes": int(sum(d["bytes"] for d in clean)),
-        "contamination_hits": len(evidence),
-        "files": [{"name": r.name[len(out_uri) + 1:], "bytes": r.bytes, "sha256": r.sha256} for r in records],
+        "docs": len(clean), "bytes": int(sum(d["bytes"] for d in clean)),
+        "contamination_hits": len(evidence), "files": [vars(r) for r in records],
         "seconds": {"quality": round(t_q, 3), "decontamination": round(t_d, 3), "total": round(time.time() - t0, 3)},
     }
     store.write_json(marker_uri, result)
     return result
 
 
-__all__ = ["ShardPlan", "plan_shards", "resolve_sources", "filter_shard", "dedup_bucket", "dedup_cluster",
-           "pick_sample", "fetch_docs", "finalize_shard", "Work", "STAGE_VERSION", "DOC_SCHEMA",
-           "EXCLUSION_SCHEMA", "CONTAMINATION_SCHEMA", "SIDE_EXT"]
+def write_parquet(out, name: str, table: pa.Table) -> FileRecord:
+    """Commit one Parquet file to a stage output (zstd; byte-identical for identical tables)."""
+    with tempfile.TemporaryDirectory(prefix="primer-curate-") as tmp:
+        local = Path(tmp) / "part.parquet"
+        pq.write_table(table, local, compression="zstd")
+        return out.commit_file(local, name)
+
+
+__all__ = ["ShardPlan", "RunPlan", "prepare", "stage_key", "plan_shards", "resolve_sources", "filter_shard",
+           "dedup_bucket", "dedup_cluster", "finalize_shard", "write_parquet", "STAGE_VERSION", "DOC_SCHEMA",
+           "EXCLUSION_SCHEMA", "CONTAMINATION_SCHEMA", "SIDE_EXT", "DATASET"]

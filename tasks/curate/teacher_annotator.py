@@ -1,4 +1,5 @@
-"""The `teacher` annotator: phi-1's educational-value question to an OpenAI-compatible endpoint.
+"""The `teacher` annotator: phi-1's question or the additive rubric (`curate.annotate_prompt`) to an
+OpenAI-compatible endpoint.
 
 Built on the shared client (`primer.teacher.Teacher`: async, retries with backoff on 429/5xx/timeouts,
 honours Retry-After) and its `Ledger` on the store (`ledgers/curate-annotate/`). The ledger key hashes
@@ -13,10 +14,11 @@ import dataclasses
 from typing import Any
 
 from primer.errors import PrimerError
-from tasks.curate.annotate import PROMPT_VERSION, SYSTEM_PROMPT, Annotation, build_prompt, parse_score
+from tasks.curate.annotation import SYSTEM_PROMPT, Annotation, build_prompt, parse_score, prompt_version
 
 LEDGER = "curate-annotate"
 ANNOTATE_PARAMS = {"temperature": 0.0, "max_tokens": 64}
+RUBRIC_MAX_TOKENS = 160  # the rubric answer justifies its points before the score line
 
 
 class TeacherAnnotator:
@@ -39,12 +41,14 @@ class TeacherAnnotator:
         self.usage: dict[str, Any] | None = None
 
     def annotate(self, texts: list[str], keys: list[str]) -> list[Annotation]:
+        kind = self.cfg.annotate_prompt
+        params = dict(ANNOTATE_PARAMS, max_tokens=RUBRIC_MAX_TOKENS) if kind == "rubric" else dict(ANNOTATE_PARAMS)
         requests = []
         for text, content_hash in zip(texts, keys):
             messages = [{"role": "system", "content": SYSTEM_PROMPT},
-                        {"role": "user", "content": build_prompt(text, self.cfg.annotate_max_chars)}]
-            requests.append(self.teacher.request(messages, params=dict(ANNOTATE_PARAMS),
-                                                 meta={"sha256": content_hash, "prompt": PROMPT_VERSION}))
+                        {"role": "user", "content": build_prompt(text, self.cfg.annotate_max_chars, kind)}]
+            requests.append(self.teacher.request(messages, params=dict(params),
+                                                 meta={"sha256": content_hash, "prompt": prompt_version(kind)}))
         answers = self.teacher.run_sync(requests)
         out = []
         unusable = 0
@@ -53,7 +57,7 @@ class TeacherAnnotator:
                 out.append(Annotation(None, error=f"request failed: {a.error}", extra={"cached": a.cached}))
                 unusable += 1
                 continue
-            score = parse_score(a.text)
+            score = parse_score(a.text, kind)
             if score is None:
                 unusable += 1
                 out.append(Annotation(None, rationale=(a.text or "")[:200], error="unparseable answer",

@@ -25,8 +25,10 @@ def overrides(corpus: Path, root: Path, mbpp: str, **extra) -> dict:
 
 
 def read_dir(uri: str, sub: str):
-    files = sorted(Path(uri, sub).glob("*"))
-    return [row for f in files for row in pq.read_table(f).to_pylist()]
+    """Rows of the output's files under `sub`, found through its manifest (as any reader must)."""
+    manifest = json.loads(Path(uri, "manifest.json").read_text())
+    files = sorted(f["name"] for f in manifest["files"] if f["name"].startswith(sub + "/"))
+    return [row for f in files for row in pq.read_table(Path(uri, f)).to_pylist()]
 
 
 @pytest.fixture(scope="module")
@@ -82,11 +84,31 @@ def test_contamination_evidence(curated):
 
 
 def test_output_reads_as_a_parquet_source(curated):
+    manifest = json.loads(Path(curated["uri"], "manifest.json").read_text())
+    dataset = manifest["datasets"]["documents"]
+    assert dataset["format"] == "parquet" and dataset["text_column"] == "text"
+    assert dataset["files"] and all(f.startswith("data/part-") and f.endswith(".parquet") for f in dataset["files"])
+    listed = {f["name"] for f in manifest["files"]}
+    assert set(dataset["files"]) <= listed
     src = resolve_source(SourceSpec(uri=curated["uri"], format="parquet"))
     assert src.files and all("/data/part-" in f for f in src.files)
     docs = list(read_documents(src, DropCounter()))
-    manifest = json.loads(Path(curated["uri"], "manifest.json").read_text())
     assert len(docs) == manifest["documents"]
+
+
+def test_two_fresh_runs_give_the_same_content_hash(curated, tmp_path):
+    """Same input, a fresh store elsewhere: the same key and the same content hash, file for file."""
+    from flows.curate import curate
+
+    uri = curate("tiny", {**curated["over"], "store.root": str(tmp_path)})
+    first = json.loads(Path(curated["uri"], "manifest.json").read_text())
+    second = json.loads(Path(uri, "manifest.json").read_text())
+    assert second["key"] == first["key"]
+    differing = {f["name"] for f in first["files"]} ^ {f["name"] for f in second["files"]} | {
+        a["name"] for a, b in zip(first["files"], second["files"]) if a != b}
+    assert not differing, f"files that differ between two fresh runs: {sorted(differing)}"
+    assert second["content_hash"] == first["content_hash"]
+    assert not second["run"]["classifier_reused"]  # a fresh store trained its own classifier, bit for bit
 
 
 def test_artifacts_published(curated):
@@ -106,13 +128,14 @@ def test_rerun_reuses_output_and_classifier(curated):
 
     assert curate("tiny", curated["over"]) == curated["uri"]
     stats = json.loads(Path(curated["uri"], "stats.json").read_text())
-    model_uri = stats["classifier"]["uri"]
+    model_uri = Path(curated["root"], stats["classifier"]["ref"])  # a store-relative ref
     assert Path(model_uri, "classifier.pkl").is_file() and Path(model_uri, "manifest.json").is_file()
     # a new key (a changed filter knob) with the same annotations reuses the saved classifier
     uri2 = curate("tiny", {**curated["over"], "curate.max_mean_line_length": 99.0})
     assert uri2 != curated["uri"]
-    stats2 = json.loads(Path(uri2, "stats.json").read_text())
-    assert stats2["classifier"]["reused"] and stats2["classifier"]["model_key"] == stats["classifier"]["model_key"]
+    manifest2 = json.loads(Path(uri2, "manifest.json").read_text())
+    assert manifest2["run"]["classifier_reused"]
+    assert manifest2["classifier"]["model_key"] == stats["classifier"]["model_key"]
 
 
 def test_resume_skips_finished_shards(planted_corpus, mbpp_path, tmp_path):
@@ -121,17 +144,19 @@ def test_resume_skips_finished_shards(planted_corpus, mbpp_path, tmp_path):
     over = overrides(planted_corpus, tmp_path, mbpp_path, **{"curate.keep_work": True, "curate.annotate_n": 0,
                                                              "curate.decontaminate": False})
     uri = curate("tiny", over)
-    first = json.loads(Path(uri, "stats.json").read_text())
+    first = json.loads(Path(uri, "manifest.json").read_text())
     key = Path(uri).name
     # simulate a crash in the last step: no manifest, one shard's final marker and data gone
     Path(uri, "manifest.json").unlink()
     Path(tmp_path, "curate-work", key, "final", "00000.json").unlink()
     Path(uri, "data", "part-00000.parquet").unlink()
     assert curate("tiny", over) == uri
-    second = json.loads(Path(uri, "stats.json").read_text())
-    assert second["resumed"]["filter"] == first["shards"]
-    assert second["resumed"]["finalize"] == first["shards"] - 1
+    second = json.loads(Path(uri, "manifest.json").read_text())
+    shards = len(first["datasets"]["documents"]["files"])
+    assert second["run"]["resumed"]["filter"] == shards
+    assert second["run"]["resumed"]["finalize"] == shards - 1
     assert second["funnel"] == first["funnel"]
+    assert second["content_hash"] == first["content_hash"]
     assert Path(uri, "data", "part-00000.parquet").is_file()
 
 
@@ -142,3 +167,31 @@ def test_too_few_annotations_fails_clearly(planted_corpus, mbpp_path, tmp_path):
     with pytest.raises(PrimerError, match=r"too few annotations of class '(low|educational)'.*min_per_class=15"):
         curate("tiny", overrides(planted_corpus, tmp_path, mbpp_path, **{"curate.annotate_n": 20,
                                                                           "curate.min_per_class": 15}))
+
+
+def test_errors_name_curate_sources(tmp_path):
+    from flows.curate import curate
+
+    with pytest.raises(PrimerError, match=r"curate\.sources\[0\]") as err:
+        curate("tiny", {"store.root": str(tmp_path / "store"), "curate.sources": [{"uri": str(tmp_path / "nope")}]})
+    assert "pack.sources" not in str(err.value)
+
+
+def test_keeping_no_document_fails_with_the_drop_counts(tmp_path):
+    """All binary, undecodable or huge: the run fails naming the drops instead of publishing nothing."""
+    from flows.curate import curate
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(3):
+        (corpus / f"blob{i}.py").write_bytes(bytes(range(256)) * 40)
+    (corpus / "latin1.py").write_bytes("# caf\u00e9\nname = 'Jos\u00e9'\n".encode("latin-1") * 10)
+    with open(corpus / "huge.py", "w") as f:
+        f.write("x = 1\n" * 400_000)   # 2.4 MB > max_bytes
+    root = tmp_path / "store"
+    over = {"store.root": str(root), "curate.sources": [{"uri": str(corpus)}], "curate.max_bytes": 1_000_000,
+            "curate.decontaminate": False}
+    with pytest.raises(PrimerError, match=r"kept 0 of 5 documents \(dropped: .*binary 3.*too_large 1") as err:
+        curate("tiny", over)
+    assert "invalid_utf8 1" in str(err.value)
+    assert not list(root.glob("curate/*/manifest.json"))  # nothing published as complete

@@ -8,7 +8,8 @@ import pytest
 from primer.documents import Document, DropCounter
 from primer.settings.curate import CurateConfig
 from tasks.curate import dedup as dd
-from tasks.curate.annotate import HeuristicAnnotator, parse_score
+from tasks.curate.annotation import parse_score
+from tasks.curate.heuristic import HeuristicAnnotator
 from tasks.curate.decontam import Decontaminator, decontaminator, load_humaneval, load_mbpp
 from tasks.curate.filters import FilterChain, default_filters
 from tests.curate.conftest import PLANTED, STDLIB, rename, reindent
@@ -63,7 +64,7 @@ def test_global_dedup_keeps_first_copy_across_shards():
     parts = [dd.bucket_records(0, shard0, buckets, True), dd.bucket_records(1, shard1, buckets, True)]
     edges = [dd.bucket_edges([dd.from_npz(p[k]) for p in parts]) for k in range(buckets)]
     sigs = {(0 << 32) | i: shard0.minhash[i] for i in range(2)} | {(1 << 32) | i: shard1.minhash[i] for i in range(2)}
-    result = dd.cluster(edges, lambda docs: {int(d): sigs[int(d)] for d in docs}, 0.7, verify=True)
+    result = dd.cluster(edges, lambda docs: np.stack([sigs[int(d)] for d in docs]), 0.7, verify=True)
     assert result.exact == {(1 << 32) | 1: 0}
     assert set(result.near) == {(1 << 32) | 0}
     assert result.near[(1 << 32) | 0][0] == 1  # kept: the first copy (shard 0, row 1)
@@ -104,11 +105,22 @@ def test_parse_score(answer, score):
 
 def test_heuristic_annotator_rules():
     ann = HeuristicAnnotator()
-    good = ann.score((STDLIB / "textwrap.py").read_text())
+    good = ann.score((STDLIB / "heapq.py").read_text())
     script = ann.score("import os\nimport sys\nx = 1\ny = 2\nprint(x + y)\nprint(os.sep)\n")
     assert good.score > script.score
-    assert "no functions or classes" in script.rationale
+    assert script.rationale == "+1 does something"
     assert ann.score("def (:\n").score == 0.0
+    tests = ann.score((STDLIB / "test" / "test_heapq.py").read_text())
+    assert tests.score <= 2.0 and "test code" in tests.rationale
+
+
+@pytest.mark.parametrize("answer,score", [
+    ("The file defines functions with docstrings.\nEducational score: 4", 8.0),
+    ("Educational score: 3/5", 6.0), ("**Educational score:** 5", 10.0), ("Educational score: 7", None),
+    ("Score: 4", None), ("", None),
+])
+def test_parse_rubric_score(answer, score):
+    assert parse_score(answer, "rubric") == score
 
 
 def test_config_validation_names_field():

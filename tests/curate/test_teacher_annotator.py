@@ -63,13 +63,14 @@ def test_flow_with_teacher_never_pays_twice(planted_corpus, mbpp_path, openai_se
     over = overrides(planted_corpus, tmp_path, mbpp_path, **{"curate.annotator": "teacher", "curate.annotate_n": 40},
                      **teacher)
     uri = curate("tiny", over)
-    stats = json.loads(Path(uri, "stats.json").read_text())
-    assert stats["annotations"]["annotator"] == "teacher" and stats["annotations"]["n"] == 40
-    assert stats["annotations"]["usage"]["rate_limited"] + stats["annotations"]["usage"]["server_errors"] > 0
+    manifest = json.loads(Path(uri, "manifest.json").read_text())
+    assert manifest["annotations"]["annotator"] == "teacher" and manifest["annotations"]["n"] == 40
+    usage = manifest["run"]["annotation_usage"]  # run facts live in the manifest, not in hashed files
+    assert usage["rate_limited"] + usage["server_errors"] > 0
     successful = openai_server.stats.successful
     assert successful >= 40
     # another output key (a changed filter knob) annotates the same documents: all answers from the ledger
     uri2 = curate("tiny", {**over, "curate.max_mean_line_length": 99.0})
     assert uri2 != uri
     assert openai_server.stats.successful == successful
-    assert json.loads(Path(uri2, "stats.json").read_text())["annotations"]["usage"]["sent"] == 0
+    assert json.loads(Path(uri2, "manifest.json").read_text())["run"]["annotation_usage"]["sent"] == 0

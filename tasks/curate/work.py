@@ -1,0 +1,91 @@
+"""The curate run's work area, `curate-work/<key>/` on the store, and the small readers over it.
+
+    shards/<s>/kept.arrow, drops.arrow, minhash.npy, bucket-<k>.npz, _SUCCESS.json   (filter_shard)
+    dedup/bucket-<k>.npz                                                            (dedup_bucket)
+    dedup/removed-<s>.arrow, dedup/_SUCCESS.json                                    (dedup_cluster)
+    annotate/_SUCCESS.json                                                          (annotate_sample)
+    final/<s>.json                                                                  (finalize_shard)
+
+Every unit writes its files first and its marker last, each file committed atomically, so a re-run skips
+every finished unit and redoes only unfinished ones. Deleted after success unless `curate.keep_work`.
+A `Work` is rebuilt from (store settings, key) inside each task: nothing process-local crosses tasks.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import pyarrow as pa
+
+from primer.store import ArtifactStore
+
+
+def shard_name(s: int) -> str:
+    return f"{s:05d}"
+
+
+class Work:
+    """Paths of one curate run's work area."""
+
+    def __init__(self, store: ArtifactStore, key: str):
+        self.store, self.key = store, key
+        self.uri = store.uri("curate-work", key)
+
+    def shard(self, s: int, name: str) -> str:
+        return f"{self.uri}/shards/{shard_name(s)}/{name}"
+
+    def at(self, *parts: str) -> str:
+        return "/".join([self.uri, *parts])
+
+    def marker(self, uri: str) -> dict[str, Any] | None:
+        return self.store.read_json(uri) if self.store.exists(uri) else None
+
+    def remove(self) -> None:
+        try:
+            self.store.fs.rm(self.store.to_path(self.uri), recursive=True)
+        except FileNotFoundError:
+            pass
+
+
+def write_table_bytes(table: pa.Table) -> bytes:
+    """An Arrow IPC file (work files: fast to write and to read back whole)."""
+    sink = io.BytesIO()
+    with pa.ipc.new_file(sink, table.schema) as w:
+        w.write_table(table)
+    return sink.getvalue()
+
+
+def read_arrow(store: ArtifactStore, uri: str) -> pa.Table:
+    return pa.ipc.open_file(pa.BufferReader(store.read_bytes(uri))).read_all()
+
+
+def load_removed(store: ArtifactStore, work: Work, s: int) -> dict[int, tuple[str, str, str]]:
+    """Rows of shard `s` that dedup removed: row -> (reason, detail, duplicate_of)."""
+    t = read_arrow(store, work.at("dedup", f"removed-{shard_name(s)}.arrow")).to_pylist()
+    return {r["row"]: (r["reason"], r["detail"], r["duplicate_of"]) for r in t}
+
+
+def pick_sample(shard_stats: list[dict[str, Any]], removed: dict[int, set[int]], n: int) -> list[tuple[int, int]]:
+    """The n documents with the smallest sample keys among dedup survivors: [(shard, row)], deterministic."""
+    cands = []
+    for st in shard_stats:
+        s = st["shard"]
+        gone = removed.get(s, set())
+        cands += [(k, s, r) for k, r in st["sample"] if r not in gone]
+    cands.sort()
+    return [(s, r) for _, s, r in cands[:n]]
+
+
+def fetch_docs(store: ArtifactStore, work: Work, picks: list[tuple[int, int]]) -> list[dict[str, Any]]:
+    """The kept rows at (shard, row) positions, in the order asked."""
+    by: dict[int, list[int]] = {}
+    for s, r in picks:
+        by.setdefault(s, []).append(r)
+    rows: dict[tuple[int, int], dict[str, Any]] = {}
+    for s, rs in by.items():
+        t = read_arrow(store, work.shard(s, "kept.arrow"))
+        sub = t.take(pa.array(rs, pa.int64())).to_pylist()
+        for r, row in zip(rs, sub):
+            rows[(s, r)] = {**row, "shard": s, "row": r}
+    return [rows[p] for p in picks]
