@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
@@ -50,11 +49,10 @@ def test_select_export_evaluate_flows(prefect_harness, scoring_store, mbpp_forma
     md = arts["evaluate-summary"].data
     assert "50.6%" in md and "55.5%" in md and "29.0%" in md and "45.0%" in md and "docstring_first_test" in md
 
-    # the CLI commands (as primer/cli.py registers them) reuse the finished evaluation
-    from primer.scoring.cli import add_commands
+    # the CLI command reuses the finished evaluation
+    from primer.cli import build_parser
 
-    parser = argparse.ArgumentParser()
-    add_commands(parser.add_subparsers(dest="command"))
+    parser = build_parser()
     sets = [f"{k}={v}" for k, v in overrides.items() if k != "store.root"]
     args = parser.parse_args(["evaluate", "--store", store.cfg.root, "--release", release]
                              + [x for s in sets for x in ("--set", s)])
