@@ -72,12 +72,12 @@ def ablation(profile: str = "tiny", overrides: dict[str, Any] | None = None, hum
     store = open_store(cfg.store)
 
     curated = curate(profile, overrides)
-    synth_result = synthesize(profile, overrides)
-    synth = None if synth_result.startswith("skipped:") else synth_result
+    synth_output = store.read_output(synthesize(profile, overrides), "synthesize")
+    synth = None if synth_output.skipped else synth_output.uri
 
     # (b) first: its tokenizer is shared by every arm
     arms: dict[str, str] = {"curated": pack(profile, {**overrides, "pack.sources": pretraining_sources(curated, None)})}
-    tokenizer_uri = store.read_json(f"{arms['curated']}/manifest.json")["tokenizer"]["uri"]
+    tokenizer_uri = store.resolve(store.read_output(arms["curated"], "pack").manifest["tokenizer"]["uri"])
     shared = {**overrides, "tokenizer.uri": tokenizer_uri}
     raw_sources = [{"uri": s.uri, "name": f"raw:{s.display_name()}", "glob": s.glob, "format": s.format,
                     "text_column": s.text_column} for s in cfg.curate.sources]
@@ -85,7 +85,7 @@ def ablation(profile: str = "tiny", overrides: dict[str, Any] | None = None, hum
     if synth:
         arms["curated+synthetic"] = pack(profile, {**shared, "pack.sources": pretraining_sources(curated, synth)})
     else:
-        logger.warning("arm curated+synthetic %s", synth_result)  # "skipped: <why>"
+        logger.warning("arm curated+synthetic skipped: %s", synth_output.reason)
 
     tokenizer, _ = load_tokenizer(store, tokenizer_uri, cfg.tokenizer.eos_token)
     tokenizer.encode_special_tokens = True
@@ -93,7 +93,7 @@ def ablation(profile: str = "tiny", overrides: dict[str, Any] | None = None, hum
     rows = []
     for arm, shards in arms.items():
         run_uri = train(profile, {**shared, "train.shards": shards, "train.finetune_shards": ""})
-        run = store.read_json(f"{run_uri}/manifest.json")
+        run = store.read_output(run_uri, "train").manifest
         best = best_checkpoint(run)
         model = load_checkpoint_model(store, best)
         rows.append({
@@ -102,12 +102,13 @@ def ablation(profile: str = "tiny", overrides: dict[str, Any] | None = None, hum
             "humaneval_loss": round(mean_token_loss(model, tokenizer, texts, model.cfg.max_seq_len), 4),
             "own_val_loss": round(best["val_loss"], 4),
             "best_step": best["step"],
-            "shards": shards,
-            "run": run_uri,
+            "shards": store.ref(shards),
+            "run": store.ref(run_uri),
+            "run_hash": store.read_output(run_uri).content_hash,
         })
         logger.info("arm %s: HumanEval-solution loss %.4f", arm, rows[-1]["humaneval_loss"])
 
-    out = store.output("ablation", content_key(ABLATION_VERSION, [(r["arm"], r["run"]) for r in rows], humaneval_limit))
+    out = store.output("ablation", content_key(ABLATION_VERSION, [(r["arm"], r["run_hash"]) for r in rows], humaneval_limit))
     if not out.is_complete():
         out.clean_partial()
         png = comparison_plot(rows)
@@ -115,15 +116,16 @@ def ablation(profile: str = "tiny", overrides: dict[str, Any] | None = None, hum
             local.write_bytes(png)
         out.write_json("results.json", rows)
         out.commit({"kind": "ablation", "version": ABLATION_VERSION, "arms": rows,
-                    "skipped": [] if synth else [{"arm": "curated+synthetic", "reason": synth_result}],
+                    "skipped": [] if synth else [{"arm": "curated+synthetic", "reason": synth_output.reason}],
                     "metric": "mean next-token loss on HumanEval prompt+canonical_solution (lower is better)"})
-    dashboard.table("ablation-comparison", [{k: v for k, v in r.items() if k not in ("shards", "run")} for r in rows],
+    dashboard.table("ablation-comparison", [{k: v for k, v in r.items() if k not in ("shards", "run", "run_hash")} for r in rows],
                     "Equal-token-budget comparison of data mixtures")
     import base64
 
     image = base64.b64encode(store.read_bytes(out.file_uri("comparison.png"))).decode()
     dashboard.markdown("ablation-summary", "## Data ablation (phi-1 Fig. 2.1, small scale)\n\n"
                        f"![comparison](data:image/png;base64,{image})\n\n"
-                       + dashboard.markdown_table([{k: v for k, v in r.items() if k != "shards"} for r in rows])
-                       + ("" if synth else f"\n_curated+synthetic skipped: {synth_result}_\n"), "Ablation results")
+                       + dashboard.markdown_table([{k: v for k, v in r.items() if k not in ("shards", "run_hash")} for r in rows])
+                       + ("" if synth else f"\n_curated+synthetic skipped: {synth_output.reason}_\n"),
+                       "Ablation results")
     return out.uri

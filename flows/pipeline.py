@@ -22,8 +22,8 @@ from prefect.runtime import flow_run
 from primer import dashboard
 from primer.config import PrimerConfig, load_config
 from primer.secrets import install_log_redaction
-from primer.store import open_store
 from primer.lineage import RunLineage, render_lineage, stage_entry
+from primer.store import ArtifactStore, open_store
 
 
 def new_run_id() -> str:
@@ -32,16 +32,16 @@ def new_run_id() -> str:
 
 
 def pretraining_sources(curated: str, synth: str | None) -> list[dict[str, Any]]:
-    """CodeTextbook: curated code + synthetic textbooks (phi-1), each a pack source."""
-    sources = [{"uri": curated, "name": "curated_code", "format": "parquet"}]
+    """CodeTextbook: curated code + synthetic textbooks (phi-1), each a pack source read from its manifest."""
+    sources = [{"uri": curated, "name": "curated_code", "dataset": "documents"}]
     if synth:
-        sources.append({"uri": f"{synth}/textbooks.parquet", "name": "synthetic_textbooks", "format": "parquet"})
+        sources.append({"uri": synth, "name": "synthetic_textbooks", "dataset": "textbooks"})
     return sources
 
 
 def exercise_sources(synth: str) -> list[dict[str, Any]]:
-    """CodeExercises: only exercises whose solution passed its tests in the sandbox."""
-    return [{"uri": f"{synth}/exercises.parquet", "name": "code_exercises", "format": "parquet", "keep_if": "verified"}]
+    """CodeExercises: only exercises whose solution passed its tests in the sandbox (the dataset says so)."""
+    return [{"uri": synth, "name": "code_exercises", "dataset": "exercises", "keep_if": "verified"}]
 
 
 @flow(name="pipeline", log_prints=True)
@@ -71,24 +71,19 @@ def pipeline(profile: str = "tiny", overrides: dict[str, Any] | None = None, run
     logger.info("pipeline run %s -> %s", run_id, lineage.uri)
 
     curated = curate(profile, overrides)
-    curated_manifest = store.read_json(f"{curated}/manifest.json")
-    # raw sources live outside the store: recorded by their content fingerprint
-    lineage.doc["external_inputs"] = [{"name": s["name"], "uri": s["uri"], "fingerprint": s["fingerprint"]}
-                                      for s in curated_manifest["sources"]]
+    lineage.record_external(store.read_output(curated, "curate").manifest.get("sources", []))
     lineage.record("curate", stage_entry(store, curated, [e["uri"] for e in lineage.doc["external_inputs"]]))
 
-    synth_result = synthesize(profile, overrides)
-    synth = None if synth_result.startswith("skipped:") else synth_result
-    if synth:
-        lineage.record("synthesize", stage_entry(store, synth))
-    else:
-        lineage.record("synthesize", {"skipped": True, "reason": synth_result.removeprefix("skipped:").strip()})
+    synth_output = store.read_output(synthesize(profile, overrides), "synthesize")
+    synth = None if synth_output.skipped else synth_output.uri
+    lineage.record("synthesize", stage_entry(store, synth_output.uri))
+    if not synth:
         lineage.note("no teacher: pretraining on curated code only, no finetuning phase")
-        logger.warning("synthesize %s; going on with curated code only", synth_result)
+        logger.warning("synthesize skipped: %s; going on with curated code only", synth_output.reason)
 
     shards = pack(profile, {**overrides, "pack.sources": pretraining_sources(curated, synth)})
     lineage.record("pack", stage_entry(store, shards, [curated] + ([synth] if synth else [])))
-    tokenizer_uri = store.read_json(f"{shards}/manifest.json")["tokenizer"]["uri"]
+    tokenizer_uri = store.resolve(store.read_output(shards, "pack").manifest["tokenizer"]["uri"])
 
     finetune_shards = ""
     if synth:
@@ -96,13 +91,9 @@ def pipeline(profile: str = "tiny", overrides: dict[str, Any] | None = None, run
                                          "tokenizer.uri": tokenizer_uri})
         lineage.record("pack_exercises", stage_entry(store, finetune_shards, [synth, shards]))
 
-    train_overrides = {**overrides, "train.shards": shards, "train.finetune_shards": finetune_shards}
-    last_run = train(profile, train_overrides)
-    run_manifest = store.read_json(f"{last_run}/manifest.json")
-    if run_manifest["phase"] == "finetune":
-        # the finetune started from a pretraining checkpoint; its manifest names the run it belongs to
-        start_ckpt = run_manifest["inputs"]["init_weights"].rsplit("/", 1)[0]
-        pre_run = store.uri("train", store.read_json(f"{start_ckpt}/manifest.json")["run"])
+    last_run = train(profile, {**overrides, "train.shards": shards, "train.finetune_shards": finetune_shards})
+    pre_run = pretraining_run(store, last_run)
+    if pre_run != last_run:
         lineage.record("pretrain", stage_entry(store, pre_run, [shards]))
         lineage.record("finetune", stage_entry(store, last_run, [finetune_shards, pre_run]))
     else:
@@ -120,3 +111,16 @@ def pipeline(profile: str = "tiny", overrides: dict[str, Any] | None = None, run
                        "Every stage output of this run and what it was made from")
     logger.info("pipeline run %s complete", run_id)
     return run_id
+
+
+def pretraining_run(store: ArtifactStore, run: str) -> str:
+    """The pretraining run behind a training run: itself for a pretraining run; for a finetuning run, the
+    run of the checkpoint it started from, as its manifest names it (never by cutting URIs)."""
+    manifest = store.read_output(run, "train").manifest
+    if manifest.get("phase") != "finetune":
+        return store.resolve(run)
+    inputs = manifest.get("inputs", {})
+    if inputs.get("pretrain_run"):
+        return store.resolve(inputs["pretrain_run"])
+    start = store.read_output(store.resolve(inputs["init_weights"]).rsplit("/", 1)[0]).manifest
+    return store.uri("train", start["run"])

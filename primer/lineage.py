@@ -5,8 +5,9 @@
      "stages": {"curate": {"uri", "manifest", "content_hash", "inputs": [...]}, "pack": {...}, ...},
      "external_inputs": [{"name", "uri", "fingerprint"}]}      raw sources outside the store
 
-Every stage entry points at a stage output in the store (its manifest.json) and carries that output's
-content hash, so a reader can check each link resolves (`verify_lineage`). The manifest is rewritten after
+Every stage entry points at a stage output in the store by its store-relative ref (`pack/<key>`, so a
+store copied elsewhere keeps valid lineage) and carries that output's content hash, so a reader can check
+each link resolves (`verify_lineage`). A skipped stage's entry points at its small "skipped" manifest. The manifest is rewritten after
 each stage, so a killed run still shows how far it got; `status` becomes "complete" at the end.
 """
 
@@ -24,11 +25,13 @@ STAGE_ORDER = ("curate", "synthesize", "pack", "pack_exercises", "pretrain", "fi
 
 
 def stage_entry(store: ArtifactStore, uri: str, inputs: list[str] | None = None, **extra: Any) -> dict[str, Any]:
-    """A lineage entry for a finished stage output (reads its manifest for the content hash)."""
-    manifest_uri = f"{uri.rstrip('/')}/manifest.json"
-    manifest = store.read_json(manifest_uri)
-    return {"uri": uri, "manifest": manifest_uri, "content_hash": manifest.get("content_hash"),
-            "kind": manifest.get("kind", manifest.get("stage")), "inputs": inputs or [], **extra}
+    """A lineage entry for a finished stage output: its ref, content hash, and its inputs' refs."""
+    output = store.read_output(uri)
+    entry = {"uri": store.ref(output.uri), "content_hash": output.content_hash, "kind": output.kind,
+             "inputs": [store.ref(store.resolve(i)) for i in inputs or []], **extra}
+    if output.skipped:
+        entry.update(skipped=True, reason=output.reason)
+    return entry
 
 
 class RunLineage:
@@ -42,6 +45,12 @@ class RunLineage:
 
     def record(self, name: str, entry: dict[str, Any]) -> None:
         self.doc["stages"][name] = entry
+        self.save()
+
+    def record_external(self, sources: list[dict[str, Any]]) -> None:
+        """Raw sources live outside the store: recorded by name, URI and content fingerprint."""
+        self.doc["external_inputs"] = [{"name": s["name"], "uri": s["uri"], "fingerprint": s["fingerprint"]}
+                                       for s in sources]
         self.save()
 
     def note(self, text: str) -> None:
@@ -65,17 +74,18 @@ def load_lineage(store: ArtifactStore, run_id: str) -> dict[str, Any]:
 
 
 def verify_lineage(store: ArtifactStore, doc: dict[str, Any]) -> list[str]:
-    """Problems found (empty = every stage's manifest exists and has the recorded content hash, and every
-    recorded input is the URI of another stage of the run or an external input)."""
+    """Problems found (empty = every stage's manifest exists in this store and has the recorded content hash,
+    and every recorded input is another stage of the run or an external input)."""
     problems = []
     known = {e["uri"] for e in doc["stages"].values() if "uri" in e} | {e["uri"] for e in doc["external_inputs"]}
     for name, entry in doc["stages"].items():
         if "uri" not in entry:
-            continue  # a skipped stage
-        if not store.exists(entry["manifest"]):
-            problems.append(f"{name}: {entry['manifest']} does not exist")
+            continue  # a skipped stage recorded by an older Primer
+        try:
+            actual = store.read_output(entry["uri"]).content_hash
+        except StoreError:
+            problems.append(f"{name}: {entry['uri']} has no manifest in {store.root}")
             continue
-        actual = store.read_json(entry["manifest"]).get("content_hash")
         if actual != entry["content_hash"]:
             problems.append(f"{name}: content hash {entry['content_hash']} != stored {actual}")
         for inp in entry.get("inputs", []):
@@ -90,7 +100,7 @@ def render_lineage(doc: dict[str, Any]) -> str:
         lines.append(f"  source  {ext['name']:<12} {ext['uri']}  fingerprint {ext['fingerprint'][:16]}")
     stages = sorted(doc["stages"].items(), key=lambda kv: (STAGE_ORDER + (kv[0],)).index(kv[0]))
     for name, entry in stages:
-        if "uri" not in entry:
+        if "uri" not in entry or entry.get("skipped"):
             lines.append(f"  {name:<14} skipped: {entry.get('reason', '')}")
             continue
         lines.append(f"  {name:<14} {entry['uri']}  hash {str(entry['content_hash'])[:16]}")

@@ -30,9 +30,9 @@ def load_checkpoint_model(store: ArtifactStore, checkpoint: dict[str, Any]):
 
     from model import ModelConfig, PhiLM
 
-    cfg = ModelConfig.from_dict(store.read_json(checkpoint["uri"] + "/model_config.json"))
+    cfg = ModelConfig.from_dict(store.read_json(store.resolve(checkpoint["uri"]) + "/model_config.json"))
     model = PhiLM(cfg)
-    model.load_state_dict(load(store.read_bytes(checkpoint["weights"])))
+    model.load_state_dict(load(store.read_bytes(store.resolve(checkpoint["weights"]))))
     return model.eval()
 
 
