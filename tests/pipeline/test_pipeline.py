@@ -65,26 +65,79 @@ def test_pipeline_with_a_loopback_teacher_records_every_link(prefect_harness, sc
     assert st["finetune"]["inputs"] == [st["pack_exercises"]["uri"], st["pretrain"]["uri"]]
     assert st["release"]["inputs"] == [st["select"]["uri"]]
     assert st["evaluate"]["inputs"] == [st["release"]["uri"]]
-    summary = store.read_json(st["evaluate"]["manifest"])
-    assert summary["content_hash"] == st["evaluate"]["content_hash"]
+    assert store.read_output(st["evaluate"]["uri"]).content_hash == st["evaluate"]["content_hash"]
+    assert not any(v["uri"].startswith("/") for v in st.values())  # lineage is store-relative
 
 
-def test_pipeline_without_teacher_skips_synthesis_and_cli_prints_lineage(prefect_harness, corpus_dir, tmp_path,
-                                                                       monkeypatch, capsys):
+@pytest.fixture(scope="module")
+def no_teacher_run(prefect_harness, corpus_dir, tmp_path_factory):
+    """One pipeline run without a teacher, shared by the tests that read or copy its store."""
     from flows.pipeline import pipeline
+
+    saved = {k: os.environ.pop(k) for k in ("OPENAI_API_KEY", "OPENAI_BASE_URL") if k in os.environ}
+    root = str(tmp_path_factory.mktemp("no-teacher") / "store")
+    try:
+        run_id = pipeline(profile="tiny", overrides=fast(root, corpus_dir))
+    finally:
+        os.environ.update(saved)
+    return root, run_id
+
+
+def test_pipeline_without_teacher_skips_synthesis_and_cli_prints_lineage(no_teacher_run, capsys):
     from primer.cli import main as cli_main
 
-    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
-    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
-    root = str(tmp_path / "store")
-    run_id = pipeline(profile="tiny", overrides=fast(root, corpus_dir))
+    root, run_id = no_teacher_run
     store = open_store(load_config("tiny", {"store.root": root}).store)
     doc = load_lineage(store, run_id)
     assert doc["stages"]["synthesize"]["skipped"] and "no teacher" in doc["stages"]["synthesize"]["reason"]
+    assert store.read_output(doc["stages"]["synthesize"]["uri"]).skipped  # a small manifest, not a string
     assert "finetune" not in doc["stages"] and doc["status"] == "complete"
     assert cli_main(["lineage", "--store", root, run_id]) == 0
     out = capsys.readouterr().out
     assert f"run {run_id}" in out and "synthesize     skipped" in out and "evaluate" in out
+    assert root not in out  # store-relative paths
+
+
+def manifests(root: str) -> dict[str, float]:
+    """Every stage output's manifest under a local store root -> its creation stamp."""
+    return {str(p.relative_to(root)): json.loads(p.read_text())["created_unix"]
+            for p in Path(root).glob("**/manifest.json") if p.parts[-3] != "runs"}
+
+
+def test_a_copied_store_reuses_every_stage_locally_and_on_s3(no_teacher_run, corpus_dir, tmp_path, s3_env):
+    """Keys hash content, not locations: the same pipeline on a copy of the store (another folder, then S3)
+    writes no new stage output and records the same refs and content hashes."""
+    import shutil
+
+    import fsspec
+
+    from flows.pipeline import pipeline
+
+    root, run_id = no_teacher_run
+    before = manifests(root)
+    original = load_lineage(open_store(load_config("tiny", {"store.root": root}).store), run_id)["stages"]
+
+    def same_stages(store, new_run):
+        stages = load_lineage(store, new_run)["stages"]
+        assert {k: (v["uri"], v["content_hash"]) for k, v in stages.items()} == \
+            {k: (v["uri"], v["content_hash"]) for k, v in original.items()}
+        assert verify_lineage(store, load_lineage(store, new_run)) == []
+
+    copy = str(tmp_path / "moved" / "store")
+    shutil.copytree(root, copy)
+    new_run = pipeline(profile="tiny", overrides=fast(copy, corpus_dir))
+    same_stages(open_store(load_config("tiny", {"store.root": copy}).store), new_run)
+    assert manifests(copy) == before  # nothing rewritten, nothing new: every stage was reused
+
+    s3_root = f"s3://{s3_env['bucket']}/copied"
+    s3 = fsspec.filesystem("s3", client_kwargs={"endpoint_url": s3_env["endpoint"]})
+    s3.put(root.rstrip("/") + "/", s3_root.removeprefix("s3://"), recursive=True)
+    listed_before = set(s3.find(s3_root))
+    overrides = {**fast(s3_root, corpus_dir), "store.endpoint_url": s3_env["endpoint"]}
+    new_run = pipeline(profile="tiny", overrides=overrides)
+    same_stages(open_store(load_config("tiny", overrides).store), new_run)
+    new_files = {f for f in set(s3.find(s3_root)) - listed_before if "/runs/" not in f}
+    assert not new_files, sorted(new_files)[:5]
 
 
 def test_killed_pipeline_reruns_without_redoing_finished_stages(prefect_harness, corpus_dir, tmp_path):
