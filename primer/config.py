@@ -220,31 +220,29 @@ ENV_PREFIX = "PRIMER__"
 ENV_SHORTCUTS = {"PRIMER_STORE_ROOT": "store.root"}
 
 
-def env_overrides(environ: dict[str, str] | None = None) -> dict[str, Any]:
+def env_overrides(environ: dict[str, str] | None = None, with_names: bool = False) -> dict[str, Any]:
     """Dotted settings from the environment: `PRIMER__A__B=v` -> {"a.b": v}, plus ENV_SHORTCUTS.
-    The variable's name is kept in errors (a typo names the variable, not just the field)."""
+    With `with_names`, values are (variable name, value) pairs, so errors can name the variable."""
     environ = os.environ if environ is None else environ
     out: dict[str, Any] = {}
     for var, dotted in ENV_SHORTCUTS.items():
         if environ.get(var):
-            out[dotted] = environ[var]
+            out[dotted] = (var, environ[var])
     for var, raw in sorted(environ.items()):
         if var.startswith(ENV_PREFIX) and len(var) > len(ENV_PREFIX):
             dotted = ".".join(part.lower() for part in var[len(ENV_PREFIX):].split("__"))
             try:
-                out[dotted] = yaml.safe_load(raw) if raw.strip() else ""
+                value = yaml.safe_load(raw) if raw.strip() else ""
             except yaml.YAMLError:
-                out[dotted] = raw
-    return out
+                value = raw
+            out[dotted] = (var, value)
+    return out if with_names else {k: v for k, (_, v) in out.items()}
 
 
-def _nested(dotted: dict[str, Any], where: str) -> dict[str, Any]:
+def _nested(dotted: dict[str, Any]) -> dict[str, Any]:
     nested: dict[str, Any] = {}
     for key, value in dotted.items():
-        try:
-            _set_dotted(nested, key, value)
-        except ConfigError as e:
-            raise ConfigError(f"{e} ({where})" if where else str(e)) from None
+        _set_dotted(nested, key, value)
     return nested
 
 
@@ -253,18 +251,20 @@ def load_config(profile: str = "tiny", overrides: dict[str, Any] | None = None,
     """Defaults <- profile <- environment <- dotted overrides, then validated.
 
     Raises ConfigError naming the bad field (and the environment variable, when it came from one)."""
+    overrides = dict(overrides or {})
+    env = env_overrides(environ, with_names=True)
     data = _deep_merge(load_profile(profile), {"profile": profile})
-    env = env_overrides(environ)
-    if env:
-        try:
-            _build(PrimerConfig, _deep_merge(data, _nested(env, "environment")))
-        except ConfigError as e:
-            names = [v for v in (environ or os.environ) if v.startswith(ENV_PREFIX) or v in ENV_SHORTCUTS]
-            raise ConfigError(f"{e} (set in the environment: {', '.join(sorted(names))})") from None
-        data = _deep_merge(data, _nested(env, "environment"))
-    data = _deep_merge(data, _nested(dict(overrides or {}), ""))
-    cfg = _build(PrimerConfig, data)
-    validate(cfg)
+    try:
+        data = _deep_merge(data, _nested({k: v for k, (_, v) in env.items()}))
+        data = _deep_merge(data, _nested(overrides))
+        cfg = _build(PrimerConfig, data)
+        validate(cfg)
+    except ConfigError as e:
+        from_env = [var for dotted, (var, _) in env.items()
+                    if dotted not in overrides and (str(e).startswith(dotted) or dotted in str(e).split(":")[0])]
+        if from_env:
+            raise ConfigError(f"{e} (set in the environment by {', '.join(from_env)})") from None
+        raise
     return cfg
 
 

@@ -63,3 +63,33 @@ def test_every_field_is_documented():
     rows = describe_fields()
     assert len(rows) > 10
     assert all(help_text for _, _, help_text in rows), [n for n, _, h in rows if not h]
+
+
+# ---- the environment layer (between profile and overrides) ------------------------------------------
+
+
+def test_environment_sets_fields_between_profile_and_overrides():
+    env = {"PRIMER_STORE_ROOT": "s3://team/primer", "PRIMER__TRAIN__PRETRAIN__MAX_STEPS": "200",
+           "PRIMER__PACK__SEQ_LEN": "512", "UNRELATED": "x"}
+    cfg = load_config("tiny", {"pack.seq_len": 128}, environ=env)
+    assert cfg.store.root == "s3://team/primer"
+    assert cfg.train.pretrain.max_steps == 200  # parsed as YAML: an int
+    assert cfg.pack.seq_len == 128  # an explicit override wins over the environment
+    assert load_config("phi1", environ=env).train.pretrain.max_steps == 200  # and the environment over the profile
+
+
+def test_a_bad_environment_value_names_the_variable():
+    with pytest.raises(ConfigError, match=r"pack\.seq_ln: no such setting.*PRIMER__PACK__SEQ_LN"):
+        load_config("tiny", environ={"PRIMER__PACK__SEQ_LN": "5"})
+    with pytest.raises(ConfigError, match=r"pack\.seq_len: must be >= 8.*PRIMER__PACK__SEQ_LEN"):
+        load_config("tiny", environ={"PRIMER__PACK__SEQ_LEN": "3"})
+
+
+def test_primer_config_shows_where_a_value_came_from(monkeypatch, capsys, tmp_path):
+    from primer.cli import main
+
+    monkeypatch.setenv("PRIMER_STORE_ROOT", str(tmp_path / "team-store"))
+    assert main(["config"]) == 0
+    captured = capsys.readouterr()
+    assert f'"root": "{tmp_path / "team-store"}"' in captured.out
+    assert "from the environment: store.root" in captured.err
