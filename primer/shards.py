@@ -22,7 +22,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from primer.errors import StoreError
 from primer.store import ArtifactStore
 
 COLUMN = "input_ids"
@@ -60,18 +59,17 @@ def read_shard_bytes(data: bytes | Path | str) -> np.ndarray:
 
 
 def load_manifest(store: ArtifactStore, uri: str) -> dict[str, Any]:
-    manifest_uri = f"{uri.rstrip('/')}/manifest.json"
-    if not store.exists(manifest_uri):
-        raise StoreError(f"{uri}: incomplete token-shard output (no manifest.json); re-run `primer pack`")
-    return store.read_json(manifest_uri)
+    """The manifest of a token-shard output (through the store's one reader: `store.read_output`)."""
+    return store.read_output(uri, "pack").manifest
 
 
 def iter_split(store: ArtifactStore, uri: str, split: str = "train",
                manifest: dict[str, Any] | None = None) -> Iterator[np.ndarray]:
     """Yield each shard of `split` as int32 [n_rows, seq_len], in order."""
     manifest = manifest or load_manifest(store, uri)
+    base = store.resolve(uri).rstrip("/")
     for name in manifest["splits"][split]["shards"]:
-        yield read_shard_bytes(store.read_bytes(f"{uri.rstrip('/')}/{name}"))
+        yield read_shard_bytes(store.read_bytes(f"{base}/{name}"))
 
 
 def read_split(store: ArtifactStore, uri: str, split: str = "train") -> np.ndarray:
