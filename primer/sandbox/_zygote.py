@@ -474,30 +474,42 @@ def _reap_all(block=True, deadline=None):
             return False
 
 
-def supervise(req, res_w):
+def prepare_supervisor(zygote_pid):
+    """Runs in C before its request exists (C is forked ahead of time, so this is off the critical path):
+    subreaper, parent-death signal, the PID namespace its program will be pid 1 of, a mount namespace for that
+    program's own /proc. Returns (pidns, own_proc)."""
+    prctl(PR_SET_CHILD_SUBREAPER, 1)
+    try:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+    if os.getppid() != zygote_pid:  # the fork server died before the death signal was armed
+        os._exit(0)
+    pidns = own_proc = False
+    if CAPS["pidns"]:
+        try:
+            unshare(CLONE_NEWPID)
+            pidns = True
+        except OSError:
+            pass
+    if pidns and CAPS["mountns"] and CAPS.get("private_proc", True):
+        try:
+            unshare(CLONE_NEWNS)  # so P can mount a /proc that shows only its own PID namespace
+            own_proc = True
+        except OSError:
+            pass
+    return pidns, own_proc
+
+
+def supervise(req, res_w, prepared):
     """Runs in C. Never returns."""
     lim = req["limits"]
     result = {"status": "error", "error_kind": "sandbox_internal", "stdout": "", "stderr": "",
               "duration_s": 0.0, "exit_code": None, "signal": None, "isolation": []}
     try:
-        prctl(PR_SET_CHILD_SUBREAPER, 1)
-        try:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-        except OSError:
-            pass
-        pidns = False
-        if CAPS["pidns"]:
-            try:
-                unshare(CLONE_NEWPID)
-                pidns = True
-            except OSError:
-                pass
-        if pidns and CAPS["mountns"] and CAPS.get("private_proc", True):
-            try:
-                unshare(CLONE_NEWNS)  # so P can mount a /proc that shows only its own PID namespace
-                req["_own_proc"] = True
-            except OSError:
-                pass
+        pidns, own_proc = prepared
+        if own_proc:
+            req["_own_proc"] = True
         iso = [k for k in ("netns", "mountns", "setuid") if CAPS[k]] + (["pidns"] if pidns else [])
         if req.get("_own_proc"):
             iso.append("proc")
@@ -659,7 +671,10 @@ def supervise(req, res_w):
         result["stderr"] = traceback.format_exc()[-4000:]
     try:
         data = json.dumps(result).encode()
-        os.write(res_w, data)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(res_w, view):]
+        os.close(res_w)  # EOF now: the fork server answers before this process's exit tears its namespaces down
     except BaseException:
         pass
     os._exit(0)
@@ -703,6 +718,51 @@ def _send(obj):
         view = view[n:]
 
 
+def _write_all(fd, data):
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+
+
+def spawn_supervisor():
+    """Fork C ahead of its request: it prepares its namespaces, then waits for the request on a pipe."""
+    req_r, req_w = os.pipe()
+    res_r, res_w = os.pipe()
+    me = os.getpid()
+    c = os.fork()
+    if c == 0:
+        try:
+            os.close(req_w)
+            os.close(res_r)
+            os.close(0)   # only the fork server reads the harness's requests
+            prepared = prepare_supervisor(me)
+            hdr = _read_exact(req_r, 4)
+            if hdr is None:
+                os._exit(0)
+            body = _read_exact(req_r, struct.unpack(">I", hdr)[0])
+            os.close(req_r)
+            if body is None:
+                os._exit(0)
+            supervise(json.loads(body), res_w, prepared)
+        finally:
+            os._exit(0)
+    os.close(req_r)
+    os.close(res_w)
+    return c, req_w, res_r
+
+
+def _reap_exited(exiting, block_over=4):
+    """Reap supervisors that answered and are exiting: those done now, and (so they cannot pile up) the
+    oldest ones beyond `block_over`, waiting for them."""
+    for pid in list(exiting):
+        try:
+            done, _ = os.waitpid(pid, 0 if len(exiting) > block_over else os.WNOHANG)
+        except ChildProcessError:
+            done = pid
+        if done:
+            exiting.remove(pid)
+
+
 def main():
     cfg = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
     setup(cfg)
@@ -717,7 +777,13 @@ def main():
     gc.collect()
     gc.freeze()  # keep the collector from touching (and so copying) the shared heap in every fork
     _send({"hello": 1, "caps": CAPS, "pid": os.getpid()})
+    exiting = []  # supervisors that answered and are still tearing down their namespaces
+    spare = None  # (pid, request pipe, result pipe) of a supervisor forked ahead of its request
     while True:
+        while exiting:  # idle: reap the supervisors still exiting, without delaying the next request
+            _reap_exited(exiting)
+            if exiting and select.select([0], [], [], 0.01)[0]:
+                break
         hdr = _read_exact(0, 4)
         if hdr is None:
             break
@@ -725,16 +791,11 @@ def main():
         body = _read_exact(0, n)
         if body is None:
             break
-        req = json.loads(body)
+        c, req_w, res_r = spare if spare is not None else spawn_supervisor()
+        spare = None
+        _write_all(req_w, struct.pack(">I", len(body)) + body)
+        os.close(req_w)
         del body
-        res_r, res_w = os.pipe()
-        c = os.fork()
-        if c == 0:
-            os.close(res_r)
-            supervise(req, res_w)
-            os._exit(0)
-        os.close(res_w)
-        del req
         chunks = []
         while True:
             try:
@@ -745,10 +806,21 @@ def main():
                 break
             chunks.append(chunk)
         os.close(res_r)
-        _, st = os.waitpid(c, 0)
         try:
             res = json.loads(b"".join(chunks))
         except ValueError:
+            res = None
+        if res is not None and "pidns" in res.get("isolation", ()):
+            # The program ran as pid 1 of its own PID namespace and is gone with it; the supervisor has
+            # answered and is only exiting (tearing down its namespaces takes a few ms). Answer first and
+            # reap it after: the next request's fork overlaps that teardown.
+            exiting.append(c)
+            spare = spawn_supervisor()  # it prepares while the harness reads this answer and sends the next
+            res["spare"] = spare[0]     # not a leftover of the program: the harness may tell them apart
+            _send(res)
+            continue
+        _, st = os.waitpid(c, 0)
+        if res is None:
             res = {"status": "error", "error_kind": "sandbox_crash", "stdout": "", "stderr":
                    f"supervisor ended with status {st}", "duration_s": 0.0, "exit_code": None, "signal": None,
                    "isolation": []}
@@ -758,6 +830,10 @@ def main():
             _kill_descendants(os.getpid())
             _reap_all(block=True, deadline=time.monotonic() + 5)
         _send(res)
+        _reap_exited(exiting)
+    if spare is not None:  # shutting down: the spare supervisor sees EOF instead of a request and exits
+        os.close(spare[1])
+        os.close(spare[2])
     if not CAPS["mountns"]:
         shutil.rmtree(SANDBOX_ROOT, ignore_errors=True)  # host temp dir of the fallback mode
 

@@ -120,6 +120,7 @@ class _Zygote:
         self.private_proc = private_proc
         self.proc: subprocess.Popen | None = None
         self.caps: dict = {}
+        self.spare_pid: int | None = None
         self._start()
 
     def _start(self) -> None:
@@ -165,7 +166,10 @@ class _Zygote:
             self.proc.stdin.write(struct.pack(">I", len(data)) + data)
         except (BrokenPipeError, OSError):
             return None
-        return self._recv(timeout)
+        res = self._recv(timeout)
+        if res is not None:
+            self.spare_pid = res.pop("spare", None)  # the supervisor forked ahead for the next request
+        return res
 
     def alive(self) -> bool:
         return self.proc is not None and self.proc.poll() is None

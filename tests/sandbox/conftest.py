@@ -40,8 +40,10 @@ def _zygote_pids(sb: Sandbox | None) -> set[int]:
 
 def leftovers(marker: str, sb: Sandbox | None = None) -> list[tuple[int, str]]:
     """Processes carrying the marker (environ or argv), running as a sandbox uid (100000 + zygote pid, the
-    namespace mode), or still children of a fork server (which is a subreaper: escapees land there)."""
+    namespace mode), or still children of a fork server (which is a subreaper: escapees land there) other
+    than the supervisor it forked ahead for its next request (which runs as root and has run nothing)."""
     zpids = _zygote_pids(sb)
+    spares = {z.spare_pid for z in list(sb._idle)} if sb is not None else set()
     uids = {100000 + p for p in zpids} if sb is not None and sb.caps.get("setuid") else set()
     found = []
     me = os.getpid()
@@ -61,7 +63,8 @@ def leftovers(marker: str, sb: Sandbox | None = None) -> list[tuple[int, str]]:
         except OSError:
             continue
         uid, ppid = int(st["Uid"][0]), int(st["PPid"][0])
-        if marker.encode() in cmd or marker.encode() in env or uid in uids or ppid in zpids:
+        spare = int(d) in spares and uid == 0
+        if marker.encode() in cmd or marker.encode() in env or uid in uids or (ppid in zpids and not spare):
             found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
     return found
 
