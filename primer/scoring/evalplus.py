@@ -153,7 +153,7 @@ def test_code(t: PlusTask, expected_repr: str, split: str) -> str:
 def load_problems(benchmark: str, split: str, path: str, sha256: str, *, stops: tuple[str, ...],
                   mbpp_stops: tuple[str, ...]):
     """Harness problems of one evalplus file and split (`base` or `plus`)."""
-    from primer.scoring.harness import Problem
+    from primer.scoring.problems import Problem
 
     if split not in SPLITS:
         raise ValueError(f"{benchmark} has no split {split!r}; choose from {SPLITS}")

@@ -33,28 +33,12 @@ from primer.scoring import humaneval as he
 from primer.scoring import mbpp
 from primer.scoring.backends import cut_at_stops
 from primer.scoring.metrics import greedy_pass_at_1, summarize_pass_at_k
+from primer.scoring.problems import Problem
 
 SPLITS = {"humaneval": ("test",), "mbpp": ("test", "validation"), "humaneval+": ("base", "plus"),
           "mbpp+": ("base", "plus")}
 FORMATS = {"humaneval": (he.PROMPT_FORMAT,), "mbpp": mbpp.PROMPT_FORMATS, "humaneval+": (he.PROMPT_FORMAT,),
            "mbpp+": ("docstring_first_test",)}
-
-
-@dataclass(frozen=True)
-class Problem:
-    """One benchmark task, as plain data (it crosses process boundaries on a distributed task runner).
-
-    The program of a completion is `prefix + completion` (the prompt for HumanEval, nothing for MBPP) followed
-    by `tests`; `reference` is a completion that passes, `entry_point` the function the tests call."""
-
-    task_id: str
-    prompt: str
-    stop: tuple[str, ...]
-    prefix: str
-    tests: str
-    reference: str
-    entry_point: str
-    benchmark: str = ""
 
 
 @dataclass(frozen=True)
