@@ -101,6 +101,31 @@ def documents(store: ArtifactStore, inputs: list[dict[str, Any]]) -> Iterator[tu
 
 # ------------------------------------------------------------------------------------------ similarity
 
+class NgramShares:
+    """For any text, how many of each item's distinct code-token n-grams it contains (curate's tokens and
+    hashes, so the share is the one the decontamination threshold applies to)."""
+
+    def __init__(self, codes: list[str], n: int):
+        from tasks.curate.text import TOKEN_RE, ngram_hashes, token_hashes
+
+        self.n, self._re, self._ngrams, self._hashes = n, TOKEN_RE, ngram_hashes, token_hashes
+        grams = [np.unique(ngram_hashes(token_hashes(TOKEN_RE.findall(c)), n)) for c in codes]
+        self.sizes = np.array([len(g) for g in grams], dtype=np.int64)
+        h = np.concatenate(grams) if grams else np.zeros(0, np.uint64)
+        o = np.repeat(np.arange(len(grams), dtype=np.int64), self.sizes)
+        order = np.argsort(h, kind="stable")
+        self.hash, self.owner = h[order], o[order]
+
+    def counts(self, text: str) -> np.ndarray:
+        q = np.unique(self._ngrams(self._hashes(self._re.findall(text)), self.n))
+        lo = np.searchsorted(self.hash, q, "left")
+        hi = np.searchsorted(self.hash, q, "right")
+        sel = hi > lo
+        idx = np.concatenate([np.arange(a, b) for a, b in zip(lo[sel], hi[sel])]) if sel.any() else \
+            np.zeros(0, np.int64)
+        return np.bincount(self.owner[idx], minlength=len(self.sizes))
+
+
 class _TopK:
     """The k highest-scoring documents per task."""
 
@@ -124,7 +149,6 @@ def nearest_documents(docs: Iterator[tuple[str, str]], cc, mbpp_path: str = "", 
                       batch: int = 256) -> tuple[dict[str, _TopK], int]:
     """Per method, the nearest documents of every benchmark task; and the number of documents read."""
     from tasks.curate.decontam import Decontaminator
-    from tasks.curate.text import TOKEN_RE, ngram_hashes, token_hashes
     from tasks.synth.decontaminate import CODE_BLOCK
     from tasks.synth.decontaminate import BenchmarkMatcher
 
@@ -133,28 +157,26 @@ def nearest_documents(docs: Iterator[tuple[str, str]], cc, mbpp_path: str = "", 
     chk: Decontaminator = matcher.checker
     tops = {m: _TopK(cc.nearest) for m in ("ngram", "ast", "embedding")}
     items = [(it.benchmark, it.task_id) for it in chk.items]
+    shares = NgramShares([it.code for it in chk.items], chk.ngram_size)
     n_docs = 0
     pending: list[tuple[str, str]] = []
 
     def flush() -> None:
-        sims = matcher.similarity([t for _, t in pending])
-        for j, (did, text) in enumerate(pending):
-            row = sims[j]
-            for t in np.argsort(-row)[:cc.nearest * 4].tolist():   # only a document's best tasks can rank
-                b, tid, _ = matcher.tasks[t]
-                tops["embedding"].add((b, tid), row[t], did, text)
+        sims = matcher.similarity([t for _, t in pending])        # (documents, tasks)
+        k = min(cc.nearest, len(pending))
+        best = np.argpartition(-sims, k - 1, axis=0)[:k]           # each task's k nearest of this batch
+        for t, (b, tid, _) in enumerate(matcher.tasks):
+            for j in best[:, t].tolist():
+                tops["embedding"].add((b, tid), sims[j, t], pending[j][0], pending[j][1])
         pending.clear()
 
     for did, text in docs:
         n_docs += 1
         # n-gram share of every item (the quantity the decontamination threshold applies to), for all items
-        grams = np.unique(ngram_hashes(token_hashes(TOKEN_RE.findall(text)), chk.ngram_size))
-        owners = chk._lookup(chk.ng_hash, chk.ng_owner, grams)
-        if len(owners):
-            counts = np.bincount(owners, minlength=len(chk.items))
-            frac = counts / np.maximum(chk.item_sizes, 1)
-            for i in np.nonzero(counts >= 2)[0].tolist():
-                tops["ngram"].add(items[i], frac[i], did, text)
+        counts = shares.counts(text)
+        frac = counts / np.maximum(shares.sizes, 1)
+        for i in np.nonzero(counts >= 2)[0].tolist():
+            tops["ngram"].add(items[i], frac[i], did, text)
         for chunk in [text] + [b for b in CODE_BLOCK.findall(text) if b.strip()]:  # markdown: its code blocks
             for h in chk.check(chunk):
                 if h.method == "ast":
