@@ -1,9 +1,17 @@
-"""Benchmark the curate steps on this Python's standard library (documents/s per step), and our near-dedup
-against a plain datasketch MinHash + MinHashLSH baseline on the same documents in the same run.
+"""Benchmark the curate steps on this Python's standard library (documents/s per step), each new step against
+a baseline measured in the same run on the same documents:
+
+* syntax filter: `PythonSyntaxFilter` (parser + symbol table, no AST objects) vs `ast.parse` (the filter
+  before issue 13, bench/curate_baseline.py);
+* near-dedup: ours (one-permutation MinHash, partitioned LSH, connected components) vs datasketch
+  `MinHash` + `MinHashLSH`, with the duplicates each finds;
+* decontamination: `Decontaminator` vs the checker before issue 13 (bench/curate_baseline.py), with the
+  documents each flags.
 
     python bench/bench_curate.py [--max-docs 3000] [--json out.json]
 
-Single process, no Prefect: the numbers are per-core throughput of each step's code.
+Single process, no Prefect: the numbers are per-core throughput of each step's code. MBPP is found by the
+same lookup the stages use (curate.mbpp_path / $PRIMER_MBPP_PATH / ../shared); without it, HumanEval only.
 """
 
 from __future__ import annotations
@@ -18,32 +26,41 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import curate_baseline as base  # noqa: E402
 from primer.config import SourceSpec  # noqa: E402
 from primer.documents import DropCounter  # noqa: E402
 from primer.settings.curate import CurateConfig  # noqa: E402
 from tasks.curate import dedup as dd  # noqa: E402
-from tasks.curate.annotate import HeuristicAnnotator  # noqa: E402
-from tasks.curate.decontam import decontaminator  # noqa: E402
+from tasks.curate.decontam import Decontaminator, load_humaneval, load_mbpp  # noqa: E402
 from tasks.curate.embed import HashedEmbedder  # noqa: E402
 from tasks.curate.filters import FilterChain, default_filters  # noqa: E402
+from tasks.curate.heuristic import HeuristicAnnotator  # noqa: E402
 from tasks.curate.text import hash64, tokens  # noqa: E402
 from tasks.sources import read_documents, resolve_source  # noqa: E402
-
-MBPP = "/work/shared/data/mbpp/mbpp.jsonl"
 
 
 def rate(n: int, seconds: float) -> float:
     return round(n / seconds, 1) if seconds > 0 else float("inf")
 
 
+def timed(fn):
+    t = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - t
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--max-docs", type=int, default=3000, help="hash-sampled standard-library files (0 = all)")
     ap.add_argument("--json", default="", help="also write the results here")
-    ap.add_argument("--mbpp", default=MBPP if Path(MBPP).is_file() else "")
+    ap.add_argument("--mbpp", default="", help="MBPP jsonl; default: the stages' lookup")
     args = ap.parse_args()
+    from primer.scoring.data_files import try_locate_mbpp
+
+    mbpp, _ = try_locate_mbpp(args.mbpp, download=False)
     cfg = CurateConfig()
     rows: list[dict] = []
+    ratios: dict[str, float] = {}
 
     def record(step: str, n: int, seconds: float, mb: float, **extra) -> None:
         rows.append({"step": step, "docs": n, "seconds": round(seconds, 3), "docs_per_s": rate(n, seconds),
@@ -55,25 +72,32 @@ def main() -> None:
         chosen = set(sorted(files, key=lambda f: hash64(f"{cfg.seed}:{f[len(src.base):]}"))[: args.max_docs])
         files = [f for f in files if f in chosen]
     src.files = files
-    t = time.perf_counter()
-    docs = [d for d in read_documents(src, DropCounter()) if len(d.text) <= cfg.max_bytes]
+    docs, t = timed(lambda: [d for d in read_documents(src, DropCounter()) if len(d.text) <= cfg.max_bytes])
     mb = sum(len(d.text) for d in docs) / 1e6
-    record("read", len(docs), time.perf_counter() - t, mb)
+    record("read", len(docs), t, mb)
 
     chain = FilterChain(default_filters(cfg), DropCounter())
     survivors = list(docs)
     for f in chain.filters:  # each filter alone, on everything that reached it
-        t = time.perf_counter()
-        nxt = [d for d in survivors if f.filter(d)[0]]
-        record(f"filter {f.name}", len(survivors), time.perf_counter() - t,
-               sum(len(d.text) for d in survivors) / 1e6, dropped=len(survivors) - len(nxt))
+        nxt, t = timed(lambda: [d for d in survivors if f.filter(d)[0]])
+        fmb = sum(len(d.text) for d in survivors) / 1e6
+        record(f"filter {f.name}", len(survivors), t, fmb, dropped=len(survivors) - len(nxt))
+        if f.name == "syntax":
+            def old_filter(d):
+                try:
+                    base.parse_python(d.text)
+                    return True
+                except (SyntaxError, ValueError, RecursionError, MemoryError):
+                    return False
+            old, t_old = timed(lambda: [d for d in survivors if old_filter(d)])
+            record("filter syntax (baseline: ast.parse)", len(survivors), t_old, fmb, dropped=len(survivors) - len(old))
+            ratios["syntax_filter_vs_ast_parse"] = round(t_old / t, 2)
         survivors = nxt
     texts = [d.text for d in survivors]
     mb = sum(map(len, texts)) / 1e6
 
-    t = time.perf_counter()
-    exact = [dd.exact_hash(x) for x in texts]
-    record("exact hash", len(texts), time.perf_counter() - t, mb, duplicates=len(exact) - len(set(exact)))
+    exact, t = timed(lambda: [dd.exact_hash(x) for x in texts])
+    record("exact hash", len(texts), t, mb, duplicates=len(exact) - len(set(exact)))
 
     # ---- near-dedup: ours (signatures -> partitions -> edges -> verified clusters) ----------------------
     hasher = dd.MinHasher(cfg.num_perm, cfg.shingle_size, cfg.near_threshold, cfg.seed)
@@ -82,11 +106,10 @@ def main() -> None:
     t_sig = time.perf_counter() - t
     parts = dd.bucket_records(0, sigs, cfg.dedup_buckets, False)
     edges = [dd.bucket_edges([dd.from_npz(p)]) for p in parts]
-    result = dd.cluster(edges, lambda ds: {int(d): sigs.minhash[int(d) & 0xFFFFFFFF] for d in ds},
-                        cfg.near_threshold, True)
+    result = dd.cluster(edges, lambda ds: sigs.minhash[np.asarray(ds) & 0xFFFFFFFF], cfg.near_threshold, True)
     t_ours = time.perf_counter() - t
-    record("near-dedup (primer: numpy MinHash + partitioned LSH)", len(texts), t_ours, mb,
-           signatures_s=round(t_sig, 3), near_duplicates=len(result.near),
+    record("near-dedup (primer: one-permutation MinHash + partitioned LSH)", len(texts), t_ours, mb,
+           signatures_s=round(t_sig, 3), near_duplicates=len(result.near_removed),
            bands=f"{hasher.bands}x{hasher.rows}")
 
     # ---- baseline: datasketch MinHash.update_batch + MinHashLSH insert/query on the same shingles ------
@@ -107,41 +130,45 @@ def main() -> None:
     t_base = time.perf_counter() - t
     record("near-dedup (baseline: datasketch MinHash + MinHashLSH)", len(texts), t_base, mb,
            near_duplicates=len(base_dups))
-    ours_removed = {int(d) & 0xFFFFFFFF for d in result.near}
+    ours_removed = {int(d) & 0xFFFFFFFF for d in result.near_removed.tolist()}
+    ratios["near_dedup_vs_datasketch"] = round(t_base / t_ours, 2)
 
     # ---- quality: heuristic annotation, embedding, forest prediction ------------------------------------
     sample = texts[:300]
-    t = time.perf_counter()
-    anns = HeuristicAnnotator().annotate(sample, [])
-    record("annotate (heuristic)", len(sample), time.perf_counter() - t, sum(map(len, sample)) / 1e6)
+    anns, t = timed(lambda: HeuristicAnnotator().annotate(sample, []))
+    record("annotate (heuristic rubric)", len(sample), t, sum(map(len, sample)) / 1e6)
     emb = HashedEmbedder(cfg.embed_features)
-    t = time.perf_counter()
-    feats = emb.embed(texts)
-    record("embed (hashed)", len(texts), time.perf_counter() - t, mb)
+    feats, t = timed(lambda: emb.embed(texts))
+    record("embed (hashed)", len(texts), t, mb)
     from sklearn.ensemble import RandomForestClassifier
 
     labels = np.array([1 if (a.score or 0) >= cfg.label_threshold else 0 for a in anns])
-    t = time.perf_counter()
     rf = RandomForestClassifier(cfg.rf_trees, class_weight="balanced", random_state=0, n_jobs=1)
-    rf.fit(feats[: len(sample)], labels)
-    record("classifier fit (300 annotations)", len(sample), time.perf_counter() - t, 0.0)
-    t = time.perf_counter()
-    rf.predict_proba(feats)
-    record("classifier predict", len(texts), time.perf_counter() - t, mb)
+    _, t = timed(lambda: rf.fit(feats[: len(sample)], labels))
+    record("classifier fit (300 annotations)", len(sample), t, 0.0, educational=int(labels.sum()))
+    _, t = timed(lambda: rf.predict_proba(feats))
+    record("classifier predict", len(texts), t, mb)
 
-    # ---- decontamination -----------------------------------------------------------------------------
-    t = time.perf_counter()
-    checker = decontaminator(args.mbpp, cfg.ngram_size, cfg.ngram_threshold, cfg.ast_threshold, cfg.ast_min_nodes)
-    t_build = time.perf_counter() - t
-    t = time.perf_counter()
-    hits = sum(1 for x in texts if checker.check(x))
-    record("decontaminate (HumanEval" + (" + MBPP)" if args.mbpp else ")"), len(texts), time.perf_counter() - t,
-           mb, contaminated=hits, index_build_s=round(t_build, 3))
+    # ---- decontamination: new checker vs the one before, same items, same documents ---------------------
+    items = load_humaneval() + (load_mbpp(mbpp) if mbpp else [])
+    what = "HumanEval" + (" + MBPP" if mbpp else "")
+    checker, t_build = timed(lambda: Decontaminator(items, cfg.ngram_size, cfg.ngram_threshold, cfg.ast_threshold,
+                                                    cfg.ast_min_nodes))
+    old_checker, t_old_build = timed(lambda: base.Decontaminator(items, cfg.ngram_size, cfg.ngram_threshold,
+                                                                 cfg.ast_threshold, cfg.ast_min_nodes))
+    new_hits, t = timed(lambda: [i for i, x in enumerate(texts) if checker.check(x)])
+    record(f"decontaminate ({what})", len(texts), t, mb, contaminated=len(new_hits), index_build_s=round(t_build, 3))
+    old_hits, t_old = timed(lambda: [i for i, x in enumerate(texts) if old_checker.check(x)])
+    record(f"decontaminate (baseline: before issue 13, {what})", len(texts), t_old, mb, contaminated=len(old_hits),
+           index_build_s=round(t_old_build, 3))
+    ratios["decontamination_vs_before"] = round(t_old / t, 2)
 
     summary = {"corpus": f"stdlib sample: {len(docs)} files, {sum(len(d.text) for d in docs) / 1e6:.1f} MB",
-               "near_dedup_speedup_vs_datasketch": round(t_base / t_ours, 2),
+               "ratios": ratios,
                "near_dedup_agreement": {"ours": len(ours_removed), "datasketch": len(base_dups),
                                         "both": len(ours_removed & base_dups)},
+               "decontamination_agreement": {"new": len(new_hits), "before": len(old_hits),
+                                             "both": len(set(new_hits) & set(old_hits))},
                "rows": rows}
     width = max(len(r["step"]) for r in rows)
     print(f"{'step':<{width}}  {'docs':>6}  {'seconds':>8}  {'docs/s':>9}  {'MB/s':>6}")

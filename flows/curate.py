@@ -2,13 +2,14 @@
 
 The flow only calls the stage's tasks in order (tasks/curate/prefect_tasks.py) and publishes; the units
 are in tasks/curate/ (docs/curate.md). Mapped units (filter shards, dedup partitions, finalize shards) run on
-the stage's task runner, `task_runner_for("curate")`: threads by default, or what the deployment sets in
+the stage's task runner, `task_runner_for("curate")`: one thread per core by default, or what the deployment sets in
 `PRIMER_CURATE_TASK_RUNNER` (`processes:N`, `dask:tcp://host:port`, `ray:...`). The output is the same, byte
 for byte, whatever the runner.
 """
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -22,7 +23,9 @@ from tasks.curate import report
 from tasks.curate.stages import locate_mbpp, require_filter_survivors
 
 
-@flow(name="curate", task_runner=task_runner_for("curate"))
+# Threads bounded by the cores by default: Prefect's unbounded pool would start every shard at once and hold
+# them all in memory (peak RSS would grow with the corpus, not with the shard).
+@flow(name="curate", task_runner=task_runner_for("curate", default=f"threads:{os.cpu_count() or 2}"))
 def curate(profile: str = "tiny", overrides: dict[str, Any] | None = None) -> str:
     """Curate the configured sources; returns the URI of the output (a stage output with manifest.json)."""
     cfg = load_config(profile, overrides)

@@ -69,7 +69,8 @@ class CurateConfig:
                                   min=0.0, max=10.0)
     classifier: str = knob("forest", help="Quality head on the embeddings: `forest` (phi-1: random forest on the "
                                           "labels, quality = P(educational)) or `linear` (FineWeb-Edu: ridge "
-                                          "regression on the 0-10 score, quality = predicted score / 10).",
+                                          "regression on the 0-10 score, quality = 0.5 + (predicted score - "
+                                          "label_threshold) / 10).",
                            choices=("forest", "linear"))
     linear_alpha: float = knob(1.0, help="L2 penalty of the linear head.", min=0.0)
     embedder: str = knob("hashed", help="Features for the classifier: `hashed` (offline token + AST n-grams), "

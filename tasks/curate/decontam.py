@@ -23,6 +23,9 @@ import gzip
 import json
 import keyword
 import logging
+import re
+import textwrap
+import threading
 from dataclasses import dataclass
 from functools import lru_cache
 
@@ -45,21 +48,50 @@ def blind_tokens(text: str, toks: list[str] | None = None) -> list[str]:
 
 
 _BLIND_N = hash64("N")
-_blind_cache: dict[str, int] = {}
+
+
+class _TokenTable:
+    """token -> (hash, identifier-blind hash) with one dictionary look-up per token for both (the checker
+    needs both for every document). Bounded like text.token_hashes' memo. One lock per look-up: finalize
+    tasks share the table across threads, and ids must never point past the arrays."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self._reset()
+
+    def _reset(self) -> None:
+        self.ids: dict[str, int] = {}
+        self.hash = np.zeros(0, np.uint64)
+        self.blind = np.zeros(0, np.uint64)
+
+    def _add(self, toks: list[str]) -> None:
+        if len(self.ids) > TOKEN_CACHE_MAX:
+            self._reset()
+        new = [t for t in dict.fromkeys(toks) if t not in self.ids]
+        base = len(self.ids)
+        for i, t in enumerate(new):
+            self.ids[t] = base + i
+        h = np.fromiter((hash64(t) for t in new), dtype=np.uint64, count=len(new))
+        b = np.fromiter((hash64(t) if (t in _KEYWORDS or not (t[0].isalpha() or t[0] == "_")) else _BLIND_N
+                         for t in new), dtype=np.uint64, count=len(new))
+        self.hash, self.blind = np.concatenate([self.hash, h]), np.concatenate([self.blind, b])
+
+    def lookup(self, toks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        with self.lock:
+            try:
+                ids = np.fromiter(map(self.ids.__getitem__, toks), dtype=np.int64, count=len(toks))
+            except KeyError:
+                self._add(toks)
+                ids = np.fromiter(map(self.ids.__getitem__, toks), dtype=np.int64, count=len(toks))
+            return self.hash[ids], self.blind[ids]
+
+
+_TOKENS = _TokenTable()
 
 
 def blind_token_hashes(toks: list[str]) -> np.ndarray:
-    """`token_hashes(blind_tokens(...))` without a Python step per token: a memo of token -> blind hash."""
-    cache = _blind_cache
-    try:
-        return np.fromiter(map(cache.__getitem__, toks), dtype=np.uint64, count=len(toks))
-    except KeyError:
-        if len(cache) > TOKEN_CACHE_MAX:
-            cache.clear()
-        for t in set(toks):
-            if t not in cache:
-                cache[t] = hash64(t) if (t in _KEYWORDS or not (t[0].isalpha() or t[0] == "_")) else _BLIND_N
-        return np.fromiter(map(cache.__getitem__, toks), dtype=np.uint64, count=len(toks))
+    """`token_hashes(blind_tokens(...))` without a Python step per token."""
+    return _TOKENS.lookup(toks)[1]
 
 
 class GramIndex:
@@ -220,6 +252,29 @@ def node_sequence(fn: ast.AST) -> list[int]:
     return shape(fn)[0]
 
 
+_NEWLINE = re.compile("\n")
+_DEF_RE = re.compile(r"\s*(?:async\s+)?def\s")
+
+
+def _outer_functions(lines: list[str]) -> list[tuple[int, int]]:
+    """(first, end) line ranges of every outermost `def` block (methods count: their class is not a
+    function), by indentation; comment and blank lines never end a block."""
+    out, open_def = [], None   # open_def: (start, indent)
+    for j, ln in enumerate(lines):
+        stripped = ln.lstrip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        indent = len(ln) - len(stripped)
+        if open_def is not None and indent <= open_def[1]:
+            out.append((open_def[0], j))
+            open_def = None
+        if open_def is None and _DEF_RE.match(ln):
+            open_def = (j, indent)
+    if open_def is not None:
+        out.append((open_def[0], len(lines)))
+    return out
+
+
 def _grams(seq: list[int]) -> np.ndarray:
     return np.unique(ngram_hashes(np.asarray(seq, dtype=np.uint64), AST_GRAM))
 
@@ -295,7 +350,8 @@ class Decontaminator:
         # 1. token n-grams
         toks = TOKEN_RE.findall(text)
         spans: list[tuple[int, int]] = []
-        grams = ngram_hashes(token_hashes(toks), self.ngram_size)
+        tok_hashes, blind_hashes = _TOKENS.lookup(toks)
+        grams = ngram_hashes(tok_hashes, self.ngram_size)
         uniq, first = np.unique(grams, return_index=True)
         owners = self.ngrams.owners_of(uniq)
         if len(owners):
@@ -312,19 +368,45 @@ class Decontaminator:
                                                        text[a:b][:SNIPPET_CHARS])
         # 2. AST structure, only for documents that share enough identifier-blind n-grams with an item
         if self.fn_seq:
-            owners = self.blind.owners_of(np.unique(ngram_hashes(blind_token_hashes(toks), SHAPE_GRAM)))
+            blind = ngram_hashes(blind_hashes, SHAPE_GRAM)
+            owners = self.blind.owners_of(np.unique(blind))
             if len(owners):
                 shared = np.bincount(owners, minlength=len(self.items))
                 share = shared / np.maximum(self.bg_sizes, 1)
                 suspects = set(np.nonzero((share >= PREFILTER_SHARE) & (shared >= PREFILTER_MIN)
                                           & self.has_ast)[0].tolist())
                 if suspects:
-                    tree = _parse(text)
-                    if tree is not None:
-                        self._check_ast(tree, text, hits, suspects)
+                    for tree, offset in self._suspect_trees(text, blind, suspects):
+                        self._check_ast(tree, text, hits, suspects, offset)
         return sorted(hits.values(), key=lambda h: (-h.score, h.benchmark, h.task_id))
 
-    def _check_ast(self, tree: ast.AST, text: str, hits: dict[tuple[str, str], Hit], suspects: set[int]) -> None:
+    def _suspect_trees(self, text: str, blind: np.ndarray, suspects: set[int]):
+        """ASTs of only the functions where a suspect item's identifier-blind n-grams occur, with their line
+        offsets: a large file with one suspicious function costs one small parse, not a whole-file one.
+        Falls back to the whole document when a function cannot be cut out and parsed on its own."""
+        item_grams = self.blind.hash[np.isin(self.blind.owner, np.fromiter(suspects, np.int64))]
+        at = np.nonzero(np.isin(blind, item_grams))[0]
+        if not len(at):
+            return
+        starts = np.fromiter((m.start() for m in TOKEN_RE.finditer(text)), dtype=np.int64)
+        newlines = np.fromiter((m.start() for m in _NEWLINE.finditer(text)), dtype=np.int64)
+        hit_lines = set(np.searchsorted(newlines, starts[np.clip(at, 0, len(starts) - 1)]).tolist())
+        lines = text.split("\n")   # line i = after the i-th "\n", as searchsorted counts them
+        blocks = set()
+        for start, end in _outer_functions(lines):
+            if any(start <= ln < end for ln in hit_lines):
+                blocks.add((start, end))
+        for start, end in sorted(blocks):
+            tree = _parse(textwrap.dedent("\n".join(lines[start:end])))
+            if tree is None:  # not cut out cleanly (odd layout): check the whole document once
+                tree = _parse(text)
+                if tree is not None:
+                    yield tree, 0
+                return
+            yield tree, start
+
+    def _check_ast(self, tree: ast.AST, text: str, hits: dict[tuple[str, str], Hit], suspects: set[int],
+                   line_offset: int = 0) -> None:
         lines = None
         flat, spans = shape(tree)
         for fn, a, b in spans:
@@ -353,7 +435,8 @@ class Decontaminator:
                 if key in hits and hits[key].score >= score:
                     continue
                 lines = lines or text.splitlines()
-                snippet = "\n".join(lines[fn.lineno - 1: (fn.end_lineno or fn.lineno)])[:SNIPPET_CHARS]
+                first, last = line_offset + fn.lineno - 1, line_offset + (fn.end_lineno or fn.lineno)
+                snippet = "\n".join(lines[first:last])[:SNIPPET_CHARS]
                 hits[key] = Hit(it.benchmark, it.task_id, "ast", round(score, 4), snippet)
 
 

@@ -12,7 +12,9 @@
 from __future__ import annotations
 
 import json
+import math
 import os
+import re
 from dataclasses import asdict, is_dataclass
 from functools import lru_cache
 from typing import Any, Protocol
@@ -33,8 +35,45 @@ EMBED_CHARS = 20_000
 TOKEN_PATTERN = r"[A-Za-z_][A-Za-z0-9_]*|\d+|\S"
 
 
+_COMMENT = re.compile(r"^\s*#", re.M)
+_DEF = re.compile(r"^\s*(?:async\s+)?def\s+(\w+)", re.M)
+_CLASS = re.compile(r"^\s*class\s", re.M)
+_IMPORT = re.compile(r"^\s*(?:import|from)\s", re.M)
+_RELATIVE = re.compile(r"^\s*from\s+\.", re.M)
+_DOCSTRING_AFTER_DEF = re.compile(r"^\s*(?:async\s+)?(?:def|class)\s[^\n]*:\s*\n\s*[rRuU]?(?:\"\"\"|\'\'\')", re.M)
+_MODULE_DOC = re.compile(r"\A(?:\s*#[^\n]*\n)*\s*[rRuU]?(?:\"\"\"|\'\'\')")
+STRUCTURE_WEIGHT = 0.5   # the dense block's share next to the l2-normalized token block
+
+
+def structure_features(text: str) -> list[float]:
+    """A dozen layout facts a reader of code sees at a glance (regular expressions, no parse): how much is
+    commented and documented, examples, size and shape, imports, tests and private plumbing. Each in ~[0, 1]."""
+    lines = text.count("\n") + 1
+    nonblank = sum(1 for ln in text.splitlines() if ln.strip()) or 1
+    names = _DEF.findall(text)
+    defs = len(names) + len(_CLASS.findall(text))
+    funcs = len(names) or 1
+    return [
+        min(1.0, len(_COMMENT.findall(text)) / nonblank * 4),
+        min(1.0, len(_DOCSTRING_AFTER_DEF.findall(text)) / max(1, defs)),
+        1.0 if _MODULE_DOC.match(text) else 0.0,
+        1.0 if ">>> " in text else 0.0,
+        1.0 if "__main__" in text else 0.0,
+        min(1.0, math.log1p(len(names)) / 5),
+        min(1.0, math.log1p(len(_IMPORT.findall(text))) / 4),
+        1.0 if _RELATIVE.search(text) else 0.0,
+        sum(1 for n in names if n.startswith("test")) / funcs,
+        sum(1 for n in names if n.startswith("_") and not n.endswith("__")) / funcs,
+        min(1.0, math.log1p(lines) / 9),
+        min(1.0, len(text) / nonblank / 100),
+        min(1.0, nonblank / max(1, len(names)) / 60),
+    ]
+
+
 class HashedEmbedder:
-    """Token unigrams + bigrams of the first 20,000 characters, hashed into `n_features` (l2-normalized)."""
+    """Token unigrams + bigrams of the first 20,000 characters hashed into `n_features` (l2-normalized),
+    followed by `structure_features` (weighted by STRUCTURE_WEIGHT). Offline, stateless, the same vector for
+    the same text in every process."""
 
     def __init__(self, n_features: int = 1 << 14):
         from sklearn.feature_extraction.text import HashingVectorizer
@@ -44,10 +83,15 @@ class HashedEmbedder:
                                             n_features=n_features, alternate_sign=False, norm="l2")
 
     def spec(self) -> dict[str, Any]:
-        return {"kind": "hashed", "n_features": self.n_features, "chars": EMBED_CHARS, "version": 2}
+        return {"kind": "hashed", "n_features": self.n_features, "chars": EMBED_CHARS, "version": 3,
+                "structure": len(structure_features("")), "structure_weight": STRUCTURE_WEIGHT}
 
     def embed(self, texts: list[str]):
-        return self.vectorizer.transform([t[:EMBED_CHARS] for t in texts])  # scipy CSR
+        from scipy.sparse import csr_matrix, hstack
+
+        tokens = self.vectorizer.transform([t[:EMBED_CHARS] for t in texts])
+        dense = np.array([structure_features(t) for t in texts], dtype=np.float64).reshape(len(texts), -1)
+        return hstack([tokens, csr_matrix(dense * STRUCTURE_WEIGHT)], format="csr")
 
 
 class TransformerEmbedder:

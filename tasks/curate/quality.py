@@ -4,8 +4,8 @@
 * `forest`: scikit-learn `RandomForestClassifier` (balanced classes) on the educational/low labels;
   quality = P(educational).
 * `linear`: scikit-learn `Ridge` regressing the 0..10 score itself (FineWeb-Edu's regression head on
-  embeddings); quality = predicted score / 10, clipped to [0, 1], so `quality_min` 0.5 keeps a predicted
-  score of 5 and more.
+  embeddings); quality = 0.5 + (predicted score - label_threshold) / 10, clipped to [0, 1], so
+  `quality_min` 0.5 keeps documents predicted at or above the label threshold (FineWeb-Edu kept >= 3 of 5).
 
 `train` holds out `test_fraction` of the annotations (stratified) to measure precision / recall / F1 of
 the educational class and a confusion matrix, then refits on all of them. The model is pickled to the store
@@ -54,8 +54,9 @@ class QualityModel:
         """Quality per row in [0, 1]: P(educational) (forest) or predicted score / 10 (linear)."""
         if features.shape[0] == 0:
             return np.zeros(0)
-        if self.kind == "linear":
-            return np.clip(np.asarray(self.head.predict(features), dtype=np.float64) / 10.0, 0.0, 1.0)
+        if self.kind == "linear":  # 0.5 at the label threshold, +-0.1 per point of predicted score
+            score = np.asarray(self.head.predict(features), dtype=np.float64)
+            return np.clip(0.5 + (score - self.label_threshold) / 10.0, 0.0, 1.0)
         proba = self.head.predict_proba(features)
         classes = list(self.head.classes_)
         return proba[:, classes.index(1)] if 1 in classes else np.zeros(features.shape[0])
@@ -102,7 +103,7 @@ def train(features, scores: np.ndarray, cfg: CurateConfig, embedder_spec: dict[s
     held = QualityModel(_make_head(cfg).fit(features[tr], target[tr]), cfg.classifier, embedder_spec,
                         cfg.label_threshold)
     quality = held.predict(features[te])
-    pred = (quality >= (cfg.label_threshold / 10.0 if cfg.classifier == "linear" else 0.5)).astype(np.int64)
+    pred = (quality >= 0.5).astype(np.int64)
     p, r, f, s = precision_recall_fscore_support(labels[te], pred, labels=[0, 1], zero_division=0)
     cm = confusion_matrix(labels[te], pred, labels=[0, 1])
     metrics = {
@@ -115,7 +116,7 @@ def train(features, scores: np.ndarray, cfg: CurateConfig, embedder_spec: dict[s
         "class_counts": {CLASSES[i]: int((labels == i).sum()) for i in range(2)},
     }
     if cfg.classifier == "linear":
-        metrics["score_mae"] = float(np.mean(np.abs(10.0 * quality - scores[te])))
+        metrics["score_mae"] = float(np.mean(np.abs(held.head.predict(features[te]) - scores[te])))
     final = _make_head(cfg).fit(features, target)
     return QualityModel(final, cfg.classifier, embedder_spec, cfg.label_threshold, metrics)
 
