@@ -67,3 +67,25 @@ def test_evaluate_without_mbpp_scores_humaneval_and_says_mbpp_was_skipped(scorin
     manifest = evaluate_model(store, EvaluateConfig(limit=2, max_new_tokens=8, mbpp_path=""), release=release["uri"])
     assert list(manifest["headline"]) == ["humaneval/humaneval"]
     assert any("mbpp skipped" in n for n in read_summary(store, manifest["uri"])["notes"])
+
+
+def test_evaluate_flow_gives_the_same_records_whatever_runs_the_batches(prefect_harness, scoring_store, no_mbpp):
+    """The sandbox batches are mapped on the flow's task runner: one thread or several, batches of one or of
+    many, the records (durations aside, they are measurements) and pass@k are the same."""
+    from prefect.task_runners import ThreadPoolTaskRunner
+
+    from flows.evaluate import evaluate
+
+    store, _, release = scoring_store
+    base = {"store.root": store.cfg.root, "evaluate.benchmarks": ["humaneval"], "evaluate.limit": 3,
+            "evaluate.max_new_tokens": 8, "evaluate.workers": 2, "evaluate.device": "cpu"}
+    seen = []
+    for workers, batch in ((1, 1), (4, 1), (4, 64)):
+        uri = evaluate.with_options(task_runner=ThreadPoolTaskRunner(max_workers=workers))(
+            profile="tiny", overrides={**base, "evaluate.exec_batch": batch}, release=release["uri"])
+        rows = pq.read_table(Path(uri, "results.parquet")).to_pylist()
+        summary = json.loads(Path(uri, "summary.json").read_text())
+        seen.append(([{k: v for k, v in r.items() if k != "duration_s"} for r in rows],
+                     [{k: v for k, v in s.items() if k != "timing_s"} for s in summary["runs"]]))
+        store.fs.rm(store.to_path(uri), recursive=True)  # so the next runner scores again instead of reusing
+    assert seen[0] == seen[1] == seen[2] and len(seen[0][0]) == 3
