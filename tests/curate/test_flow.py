@@ -114,7 +114,8 @@ def test_two_fresh_runs_give_the_same_content_hash(curated, tmp_path):
 def test_artifacts_published(curated):
     from tests.conftest import flow_artifacts
 
-    keys = ["curate-funnel", "curate-classifier-metrics", "curate-classifier-confusion", "curate-drops"]
+    keys = ["curate-funnel", "curate-classifier-metrics", "curate-classifier-confusion", "curate-drops",
+            "curate-label-balance"]
     found = flow_artifacts(curated["flow_run_id"], keys)
     assert set(keys) <= set(found)
     metrics = found["curate-classifier-metrics"].data
@@ -167,6 +168,19 @@ def test_too_few_annotations_fails_clearly(planted_corpus, mbpp_path, tmp_path):
     with pytest.raises(PrimerError, match=r"too few annotations of class '(low|educational)'.*min_per_class=15"):
         curate("tiny", overrides(planted_corpus, tmp_path, mbpp_path, **{"curate.annotate_n": 20,
                                                                           "curate.min_per_class": 15}))
+
+
+def test_process_runner_gives_the_same_bytes(curated, tmp_path):
+    """Mapped units in other processes (as on Dask workers): arguments pickle, nothing process-local leaks
+    into the output, and the content hash equals the threads runner's."""
+    from flows.curate import curate
+    from primer.prefect_setup import make_task_runner
+
+    uri = curate.with_options(task_runner=make_task_runner("processes:2"))(
+        "tiny", {**curated["over"], "store.root": str(tmp_path)})
+    first = json.loads(Path(curated["uri"], "manifest.json").read_text())
+    second = json.loads(Path(uri, "manifest.json").read_text())
+    assert second["content_hash"] == first["content_hash"]
 
 
 def test_errors_name_curate_sources(tmp_path):
