@@ -60,9 +60,9 @@ class _TokenTable:
         self._reset()
 
     def _reset(self) -> None:
-        self.ids: dict[str, int] = {}
-        self.hash = np.zeros(0, np.uint64)
-        self.blind = np.zeros(0, np.uint64)
+        self.ids: dict[str, int] = {"\n": 0}   # id 0: the line break (counted for line numbers, never hashed)
+        self.hash = np.zeros(1, np.uint64)
+        self.blind = np.zeros(1, np.uint64)
 
     def _add(self, toks: list[str]) -> None:
         if len(self.ids) > TOKEN_CACHE_MAX:
@@ -76,14 +76,19 @@ class _TokenTable:
                          for t in new), dtype=np.uint64, count=len(new))
         self.hash, self.blind = np.concatenate([self.hash, h]), np.concatenate([self.blind, b])
 
-    def lookup(self, toks: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(self, toks: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(hashes, blind hashes, 0-based line of each token) of the tokens that are not line breaks."""
         with self.lock:
             try:
                 ids = np.fromiter(map(self.ids.__getitem__, toks), dtype=np.int64, count=len(toks))
             except KeyError:
                 self._add(toks)
                 ids = np.fromiter(map(self.ids.__getitem__, toks), dtype=np.int64, count=len(toks))
-            return self.hash[ids], self.blind[ids]
+            breaks = ids == 0
+            if breaks.any():
+                keep = ~breaks
+                return self.hash[ids[keep]], self.blind[ids[keep]], np.cumsum(breaks)[keep]
+            return self.hash[ids], self.blind[ids], np.zeros(len(ids), np.int64)
 
 
 _TOKENS = _TokenTable()
@@ -92,6 +97,10 @@ _TOKENS = _TokenTable()
 def blind_token_hashes(toks: list[str]) -> np.ndarray:
     """`token_hashes(blind_tokens(...))` without a Python step per token."""
     return _TOKENS.lookup(toks)[1]
+
+
+# the code tokens plus line breaks: one pass gives the tokens and the line each one is on
+_TOKEN_LINES_RE = re.compile(TOKEN_RE.pattern + r"|\n")
 
 
 class GramIndex:
@@ -107,6 +116,11 @@ class GramIndex:
         if len(self.hash):
             bits = (self.hash & np.uint64(self.BITS - 1)).astype(np.int64)
             np.bitwise_or.at(self.bitmap, bits >> 3, (1 << (bits & 7)).astype(np.uint8))
+
+    def present(self, query: np.ndarray) -> np.ndarray:
+        """Mask of the query hashes that may be in the index (the bitmap: no false negatives)."""
+        bits = (query & np.uint64(self.BITS - 1)).astype(np.int64)
+        return ((self.bitmap[bits >> 3] >> (bits & 7)) & 1) == 1
 
     def owners_of(self, query: np.ndarray) -> np.ndarray:
         """Owners of every query hash present in the index (with repetition)."""
@@ -252,7 +266,6 @@ def node_sequence(fn: ast.AST) -> list[int]:
     return shape(fn)[0]
 
 
-_NEWLINE = re.compile("\n")
 _DEF_RE = re.compile(r"\s*(?:async\s+)?def\s")
 
 
@@ -348,11 +361,12 @@ class Decontaminator:
     def check(self, text: str) -> list[Hit]:
         hits: dict[tuple[str, str], Hit] = {}
         # 1. token n-grams
-        toks = TOKEN_RE.findall(text)
         spans: list[tuple[int, int]] = []
-        tok_hashes, blind_hashes = _TOKENS.lookup(toks)
+        tok_hashes, blind_hashes, tok_line = _TOKENS.lookup(_TOKEN_LINES_RE.findall(text))
         grams = ngram_hashes(tok_hashes, self.ngram_size)
-        uniq, first = np.unique(grams, return_index=True)
+        maybe = np.nonzero(self.ngrams.present(grams))[0]   # nearly every gram is in no item: drop them first
+        uniq, first = np.unique(grams[maybe], return_index=True)
+        first = maybe[first]
         owners = self.ngrams.owners_of(uniq)
         if len(owners):
             counts = np.bincount(owners, minlength=len(self.items))
@@ -369,18 +383,18 @@ class Decontaminator:
         # 2. AST structure, only for documents that share enough identifier-blind n-grams with an item
         if self.fn_seq:
             blind = ngram_hashes(blind_hashes, SHAPE_GRAM)
-            owners = self.blind.owners_of(np.unique(blind))
+            owners = self.blind.owners_of(np.unique(blind[self.blind.present(blind)]))
             if len(owners):
                 shared = np.bincount(owners, minlength=len(self.items))
                 share = shared / np.maximum(self.bg_sizes, 1)
                 suspects = set(np.nonzero((share >= PREFILTER_SHARE) & (shared >= PREFILTER_MIN)
                                           & self.has_ast)[0].tolist())
                 if suspects:
-                    for tree, offset in self._suspect_trees(text, blind, suspects):
+                    for tree, offset in self._suspect_trees(text, blind, tok_line, suspects):
                         self._check_ast(tree, text, hits, suspects, offset)
         return sorted(hits.values(), key=lambda h: (-h.score, h.benchmark, h.task_id))
 
-    def _suspect_trees(self, text: str, blind: np.ndarray, suspects: set[int]):
+    def _suspect_trees(self, text: str, blind: np.ndarray, tok_line: np.ndarray, suspects: set[int]):
         """ASTs of only the functions where a suspect item's identifier-blind n-grams occur, with their line
         offsets: a large file with one suspicious function costs one small parse, not a whole-file one.
         Falls back to the whole document when a function cannot be cut out and parsed on its own."""
@@ -388,15 +402,13 @@ class Decontaminator:
         at = np.nonzero(np.isin(blind, item_grams))[0]
         if not len(at):
             return
-        starts = np.fromiter((m.start() for m in TOKEN_RE.finditer(text)), dtype=np.int64)
-        newlines = np.fromiter((m.start() for m in _NEWLINE.finditer(text)), dtype=np.int64)
-        hit_lines = set(np.searchsorted(newlines, starts[np.clip(at, 0, len(starts) - 1)]).tolist())
-        lines = text.split("\n")   # line i = after the i-th "\n", as searchsorted counts them
-        blocks = set()
+        hit_lines = set(tok_line[at].tolist())   # a gram's line: its first token's
+        lines = text.split("\n")   # line i = after the i-th "\n", as tok_line counts them
+        blocks = []
         for start, end in _outer_functions(lines):
-            if any(start <= ln < end for ln in hit_lines):
-                blocks.add((start, end))
-        for start, end in sorted(blocks):
+            if any(start <= ln < end for ln in hit_lines) and self._block_suspect(blind, tok_line, start, end, suspects):
+                blocks.append((start, end))
+        for start, end in blocks:
             tree = _parse(textwrap.dedent("\n".join(lines[start:end])))
             if tree is None:  # not cut out cleanly (odd layout): check the whole document once
                 tree = _parse(text)
@@ -404,6 +416,20 @@ class Decontaminator:
                     yield tree, 0
                 return
             yield tree, start
+
+    def _block_suspect(self, blind: np.ndarray, tok_line: np.ndarray, start: int, end: int,
+                       suspects: set[int]) -> bool:
+        """Whether the block's own blind n-grams still cover a suspect item (a quarter of them: an item with
+        two functions may be split over two blocks). A copy, renamed or not, is dense in one place; grams
+        common in code are spread over the whole file."""
+        lo, hi = np.searchsorted(tok_line, [start, end])
+        grams = blind[lo:max(lo, hi - SHAPE_GRAM + 1)]
+        owners = self.blind.owners_of(np.unique(grams[self.blind.present(grams)]))
+        if not len(owners):
+            return False
+        shared = np.bincount(owners, minlength=len(self.items))
+        ok = (shared / np.maximum(self.bg_sizes, 1) >= PREFILTER_SHARE / 2) & (shared >= PREFILTER_MIN)
+        return any(ok[i] for i in suspects)
 
     def _check_ast(self, tree: ast.AST, text: str, hits: dict[tuple[str, str], Hit], suspects: set[int],
                    line_offset: int = 0) -> None:
