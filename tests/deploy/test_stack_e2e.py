@@ -10,59 +10,14 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, free_port
+from tests.conftest import REPO
+from tests.deploy.stack import FAKE_SECRET, OUTPUTS, Stack
 
 pytestmark = pytest.mark.slow
-
-FAKE_SECRET = "sk-primer-e2e-FAKE-7f3c9a1b5d"
-OUTPUTS = REPO / "test-outputs"
-
-
-class Stack:
-    def __init__(self, base: Path):
-        self.base = base
-        self.port = free_port()
-        self.store = base / "store"
-        self.api = f"http://127.0.0.1:{self.port}/api"
-        self.ui = f"http://127.0.0.1:{self.port}"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")}
-        self.env.update({
-            "PRIMER_STACK_DIR": str(base / "stack"), "PRIMER_STACK_PORT": str(self.port),
-            "PRIMER_STORE_ROOT": str(self.store), "PRIMER_STACK_TIMEOUT": "300",
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            # a secret the worker (and every flow run) can see, as a user's real keys would be
-            "PRIMER_E2E_API_KEY": FAKE_SECRET, "OPENAI_API_KEY": FAKE_SECRET,
-        })
-        self.cli_env = {**self.env, "PREFECT_HOME": str(base / "stack" / "prefect-home"),
-                        "PREFECT_API_URL": self.api}
-
-    def sh(self, *args: str, timeout: float = 420) -> subprocess.CompletedProcess:
-        return subprocess.run(["bash", str(REPO / "scripts" / "stack.sh"), *args], cwd=REPO, env=self.env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def prefect(self, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
-        return subprocess.run([str(REPO / ".venv" / "bin" / "prefect"), *args], cwd=REPO, env=self.cli_env,
-                              capture_output=True, text=True, timeout=timeout)
-
-    def post(self, path: str, body: dict | None = None):
-        import httpx
-
-        r = httpx.post(self.api + path, json=body or {}, timeout=60)
-        r.raise_for_status()
-        return r.json()
-
-    def get(self, path: str):
-        import httpx
-
-        r = httpx.get(self.api + path, timeout=60)
-        r.raise_for_status()
-        return r.json()
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +37,7 @@ def stack(tmp_path_factory):
         for name in ("server", "worker"):
             assert not (s.base / "stack" / f"{name}.pid").exists(), f"{name} still running after down"
         assert down.returncode == 0, down.stdout + down.stderr
+        assert "SIGKILL" not in down.stdout, f"the stack did not stop within its grace period:\n{down.stdout}"
 
 
 def _run_pack(stack: Stack, overrides: dict) -> str:
@@ -99,7 +55,9 @@ def _artifacts(stack: Stack, flow_run_id: str) -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def pack_runs(stack, corpus_dir):
-    overrides = {"store.root": str(stack.store), "tokenizer.vocab_size": 512, "pack.seq_len": 64,
+    # No store.root here: deployed runs find the store from the worker's environment (PRIMER_STORE_ROOT, set
+    # by stack.sh), as docs/prefect.md tells users; the outputs must land there.
+    overrides = {"tokenizer.vocab_size": 512, "pack.seq_len": 64,
                  "pack.sources": [{"uri": str(corpus_dir / "json"), "name": "json"},
                                   {"uri": str(corpus_dir / "email"), "name": "email"}]}
     first = _run_pack(stack, overrides)
