@@ -74,3 +74,21 @@ def test_flow_with_teacher_never_pays_twice(planted_corpus, mbpp_path, openai_se
     assert uri2 != uri
     assert openai_server.stats.successful == successful
     assert json.loads(Path(uri2, "manifest.json").read_text())["run"]["annotation_usage"]["sent"] == 0
+
+
+def test_rubric_prompt_scores_on_the_ten_point_scale(openai_server, teacher_config, local_store):
+    """The FineWeb-Edu style additive rubric: the teacher sees the 5-point criteria, its 0-5 total is doubled."""
+    seen = []
+
+    def rubric_teacher(req: dict) -> str:
+        text = prompt_text(req)
+        seen.append(text)
+        return ("It defines documented functions with examples.\nEducational score: 4" if "def " in text
+                else "Configuration only.\nEducational score: 1")
+
+    openai_server.responder = rubric_teacher
+    texts = [(STDLIB / "bisect.py").read_text(), "SETTINGS = {'debug': True}\nNAME = 'x'\n"]
+    cfg = CurateConfig(annotator="teacher", annotate_prompt="rubric")
+    answers = TeacherAnnotator(cfg, teacher_config, local_store).annotate(texts, [sha256_text(t) for t in texts])
+    assert [a.score for a in answers] == [8.0, 2.0]
+    assert all("additive 5-point scoring system" in t and "Educational score: N" in t for t in seen)
