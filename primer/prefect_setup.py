@@ -12,7 +12,8 @@ Three things every stage flow shares:
 
 * **Cached stage tasks.** `stage_task(...)` is `@task` with `cache_policy=STAGE_CACHE` (inputs + task
   source, checked against the store: a cached result whose outputs were deleted from the store is a miss)
-  and retries for tasks that touch the network (`network=True`). Prefect's default policy includes the run id
+  and retries for tasks that touch the network (`network=True`), for transient network errors only
+  (`retry_transient`): an input error fails at once with its one line. Prefect's default policy includes the run id
   and never hits across runs; this one does: a re-run with the same inputs returns the finished task's
   result in a `Cached` state without running it.
 
@@ -183,6 +184,21 @@ class StageCache(CachePolicy):
 STAGE_CACHE = StageCache()
 
 
+# ------------------------------------------------------------------------------------ retries
+
+
+def retry_transient(task, task_run, state) -> bool:
+    """Prefect `retry_condition_fn`: retry a failed task run only when its error is transient
+    (`primer.errors.is_transient`); an input error fails at once with its one line."""
+    from primer.errors import is_transient
+
+    try:
+        state.result()
+    except BaseException as exc:  # noqa: BLE001 - the failure being classified
+        return is_transient(exc)
+    return False
+
+
 def stage_task(fn: Callable | None = None, *, network: bool = False, cache: bool = True,
                check: Callable[[Any, dict[str, Any]], bool] | None = None, **task_kwargs: Any):
     """`@task` for stage work: cached across runs by inputs + source (checked against the store), results
@@ -198,6 +214,7 @@ def stage_task(fn: Callable | None = None, *, network: bool = False, cache: bool
         task_kwargs.setdefault("retries", NETWORK_RETRIES)
         task_kwargs.setdefault("retry_delay_seconds", NETWORK_RETRY_DELAYS)
         task_kwargs.setdefault("retry_jitter_factor", 0.2)
+        task_kwargs.setdefault("retry_condition_fn", retry_transient)
     if "cache_policy" not in task_kwargs and "cache_key_fn" not in task_kwargs:
         task_kwargs["cache_policy"] = (StageCache(check=check) if check else STAGE_CACHE) if cache else NO_CACHE
     if cache:

@@ -8,6 +8,7 @@ missing text column, unreachable URI) is an `InputError` naming the file and the
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import hashlib
 import json
@@ -18,10 +19,11 @@ from typing import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from primer import secrets
 from primer.config import SourceSpec, StoreConfig
 from primer.documents import Document, Drop, DropCounter
-from primer.errors import InputError
-from primer.store import filesystem_for
+from primer.errors import InputError, StoreError, TransientError, is_transient
+from primer.store import MANIFEST, Output, filesystem_for, open_store
 
 PARQUET_EXT = (".parquet", ".pq")
 JSONL_EXT = (".jsonl", ".jsonl.gz", ".ndjson")  # not .json: stage outputs hold manifest.json, stats.json
@@ -69,11 +71,65 @@ def _detect_format(files: list[str], requested: str) -> str:
     return "dir"
 
 
-def resolve_source(spec: SourceSpec, store_cfg: StoreConfig | None = None, index: int = 0) -> ResolvedSource:
-    """List the files of a source and fingerprint them. Raises InputError for an unreachable/empty source."""
-    where = f"pack.sources[{index}] ({spec.uri})"
+class SourceUnreachable(InputError, TransientError):
+    """A source could not be reached for a reason that may pass (network): the one input error retried."""
+
+
+def _stage_output(uri: str, store_cfg: StoreConfig | None) -> Output | None:
+    """The stage output at `uri` (a URI, or a store ref such as `curate/<key>`), or None for raw data."""
+    if not ("://" in uri or uri.startswith(("/", "~", "."))):
+        if store_cfg is None:
+            return None
+        uri = open_store(store_cfg).resolve(uri)
+    fs, path = filesystem_for(uri, store_cfg)
+    if not fs.isfile(path.rstrip("/") + "/" + MANIFEST):
+        return None
+    # A stage output is <root>/<stage>/<key>: read it through a store rooted two levels up, with this
+    # store's endpoint and credentials, so there is one manifest reader wherever the output lives.
+    root = uri.rstrip("/").rsplit("/", 2)[0]
+    return open_store(dataclasses.replace(store_cfg or StoreConfig(), root=root)).read_output(uri)
+
+
+def _dataset_files(out: Output, spec: SourceSpec, where: str, setting: str) -> tuple[str, list[str], dict]:
+    """(dataset name, listed file URIs, dataset entry) of the manifest's dataset the spec asks for."""
+    if out.skipped:
+        raise InputError(f"{where}: that {out.stage} output was skipped ({out.reason}); it has no documents. "
+                         f"Remove it from {setting} or re-run {out.stage}.")
+    datasets = out.manifest.get("datasets") or {}
+    if not datasets:
+        raise InputError(f"{where}: the {out.stage} output lists no datasets in its manifest; re-run "
+                         f"`primer {out.stage}` with this version")
+    # Documents are the datasets with a text column; side tables (e.g. synthesize's dropped) have none.
+    documents = sorted(n for n, d in datasets.items() if d.get("text_column")) or sorted(datasets)
+    name = spec.dataset or (documents[0] if len(documents) == 1 else "")
+    if not name:
+        raise InputError(f"{where}: the {out.stage} output has several datasets ({', '.join(documents)}); "
+                         f"choose one with {setting}[].dataset")
+    if name not in datasets:
+        raise InputError(f"{where}: the {out.stage} output has no dataset {name!r} (it has "
+                         f"{', '.join(sorted(datasets))}); fix {setting}[].dataset")
+    entry = datasets[name]
+    names = entry.get("files") or ([entry["file"]] if entry.get("file") else [])
+    uris = [out.file_uri(n) for n in names]  # a name the manifest's file list lacks is an error here
+    return name, uris, entry
+
+
+def resolve_source(spec: SourceSpec, store_cfg: StoreConfig | None = None, index: int = 0,
+                   setting: str = "pack.sources") -> ResolvedSource:
+    """List the files of a source and fingerprint them. Raises InputError for an unreachable/empty source.
+
+    Another stage's output (a folder with manifest.json, or its store ref) is read from its manifest: the
+    files of `spec.dataset` exactly as listed, fingerprinted by the sha256s recorded there. Anything else
+    (a folder, a file, a glob; local, s3://, hf://datasets/...) is listed from the filesystem.
+    `setting` names the configuration list the spec came from, for the error messages.
+    """
+    where = f"{setting}[{index}] ({spec.uri})"
     uri = ALIASES[spec.uri]() if spec.uri in ALIASES else spec.uri
+    out = None
     try:
+        out = _stage_output(uri, store_cfg)
+        if out is not None:
+            return _resolve_stage_output(out, spec, where, setting, index, store_cfg)
         fs, path = filesystem_for(uri, store_cfg)
         if fs.isdir(path):
             base = path.rstrip("/")
@@ -90,37 +146,70 @@ def resolve_source(spec: SourceSpec, store_cfg: StoreConfig | None = None, index
             files = sorted(fs.glob(path))
             base = path.split("*", 1)[0].rsplit("/", 1)[0]
         else:
-            raise InputError(f"{where}: not found. Give an existing folder, file or glob; "
+            raise InputError(f"{where}: not found. Give an existing folder, file, glob or stage output; "
                              "for S3 set store.endpoint_url and credentials in the environment.")
-    except InputError:
+    except (InputError, StoreError) as e:
+        if spec.dataset and out is None and not isinstance(e, StoreError):
+            raise InputError(f"{e} ({setting}[{index}].dataset is set, but that is not a stage output)") from None
         raise
     except Exception as e:  # network errors, permissions, bad URL schemes
-        raise InputError(f"{where}: cannot read ({type(e).__name__}: {str(e)[:200]})") from None
+        kind = SourceUnreachable if is_transient(e) else InputError  # only a network hiccup is retried
+        raise kind(f"{where}: cannot read ({type(e).__name__}: {secrets.redact(str(e))[:200]})") from None
+    if spec.dataset:
+        raise InputError(f"{where}: {setting}[{index}].dataset is {spec.dataset!r}, but this is not a stage "
+                         "output (no manifest.json); remove `dataset` or point the uri at the stage output")
     for excluded in ALIAS_EXCLUDES.get(spec.uri, ()):
         files = [f for f in files if excluded not in f[len(base):]]
     if not files:
-        raise InputError(f"{where}: no files match (glob {spec.glob!r}); check the URI and pack.sources[{index}].glob")
+        raise InputError(f"{where}: no files match (glob {spec.glob!r}); check the URI and "
+                         f"{setting}[{index}].glob")
     fmt = _detect_format(files, spec.format)
     src = ResolvedSource(spec=spec, name=spec.display_name(), format=fmt, base=base, files=files,
                          protocol="file" if fs.protocol in ("file", ("file", "local")) else _protocol(uri))
     if fmt == "parquet":
         for f in files:
-            _check_parquet(fs, f, spec.text_column, index)
+            _check_parquet(fs, f, spec.text_column, index, setting)
     src.fingerprint = _fingerprint(fs, src)
     return src
 
 
-def _check_parquet(fs, path: str, column: str, index: int) -> None:
+def _resolve_stage_output(out: Output, spec: SourceSpec, where: str, setting: str, index: int,
+                          store_cfg: StoreConfig | None) -> ResolvedSource:
+    name, uris, entry = _dataset_files(out, spec, where, setting)
+    if not uris:
+        raise InputError(f"{where}: dataset {name!r} of that {out.stage} output lists no files")
+    fmt = entry.get("format") or _detect_format(uris, "auto")
+    # The dataset says where its text is; an explicit text_column in the spec (not the default) wins.
+    column = spec.text_column if spec.text_column != "text" else entry.get("text_column") or "text"
+    spec = dataclasses.replace(spec, dataset=name, text_column=column, format=fmt)
+    fs, base = filesystem_for(out.uri, store_cfg)
+    files = [filesystem_for(u, store_cfg)[1] for u in uris]
+    src = ResolvedSource(spec=spec, name=spec.display_name(), format=fmt, base=base.rstrip("/"), files=files,
+                         protocol="file" if fs.protocol in ("file", ("file", "local")) else _protocol(out.uri))
+    if fmt == "parquet":
+        for f in files:
+            _check_parquet(fs, f, column, index, setting)
+    # The manifest already holds each file's sha256: the fingerprint is location-free and costs no read.
+    sha = {f["name"]: f["sha256"] for f in out.manifest.get("files", [])}
+    h = hashlib.sha256(f"{fmt}|{column}|{spec.keep_if}|{name}".encode())
+    for u in uris:
+        rel = u[len(out.uri.rstrip("/")) + 1:]
+        h.update(rel.encode() + b"\0" + sha[rel].encode())
+    src.fingerprint = h.hexdigest()
+    return src
+
+
+def _check_parquet(fs, path: str, column: str, index: int, setting: str = "pack.sources") -> None:
     """Read only the footer: a corrupt file or a missing column fails now, before any heavy work."""
     try:
         with fs.open(path, "rb") as f:
             names = pq.ParquetFile(f).schema_arrow.names
     except (pa.ArrowInvalid, pa.ArrowIOError, OSError) as e:
         raise InputError(f"{path}: not a readable Parquet file ({str(e)[:160]}). Re-export it or remove it "
-                         f"from pack.sources[{index}].") from None
+                         f"from {setting}[{index}].") from None
     if column not in names:
         raise InputError(f"{path}: no column {column!r} (columns: {', '.join(names)}). Set "
-                         f"pack.sources[{index}].text_column to the column holding the text.")
+                         f"{setting}[{index}].text_column to the column holding the text.")
 
 
 def _protocol(uri: str) -> str:
@@ -142,7 +231,9 @@ def _fingerprint(fs, src: ResolvedSource) -> str:
                 h.update(hashlib.blake2b(fh.read(), digest_size=16).digest())
         else:
             info = fs.info(f)
-            h.update(str(info.get("ETag") or info.get("etag") or "").encode())
+            # S3: ETag; Hugging Face: the LFS sha256 (Parquet files) or the git blob id
+            tag = info.get("ETag") or info.get("etag") or (info.get("lfs") or {}).get("sha256") or info.get("blob_id")
+            h.update(str(tag or "").encode())
             h.update(str(info.get("size")).encode())
     return h.hexdigest()
 
@@ -255,5 +346,9 @@ def _parquet_rows(pf: pq.ParquetFile, path: str, rel: str, src: ResolvedSource,
                 doc = _keep(doc_id, text, src, drops, f"{path} row {row - 1}")
                 if doc:
                     yield doc
-    except (pa.ArrowInvalid, OSError) as e:
-        raise InputError(f"{path}: corrupt Parquet data after row {row} ({str(e)[:160]})") from None
+    except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as e:
+        # A valid footer over damaged pages: pyarrow fails while decoding (bad page header, bad
+        # compression, or string bytes that are not UTF-8 once decoded).
+        reason = f"{type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''}"
+        raise InputError(f"{path}: corrupt Parquet data after row {row} ({reason}). Re-export the file or "
+                         f"remove it from source {src.name!r}.") from None

@@ -1,4 +1,4 @@
-"""Train a byte-level BPE tokenizer (Hugging Face `tokenizers`) or load one from a tokenizer.json URI.
+"""Train a byte-level BPE tokenizer (Hugging Face `tokenizers`) for pack; loading one is primer/tokenizer.py.
 
 A trained tokenizer is itself a content-addressed output (`tokenizer/<key>/tokenizer.json`): the same
 sources, seed and settings reuse it; the pack manifest records its sha256.
@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
+from primer.documents import Drop, DropCounter
 from primer.errors import InputError
 from primer.settings.pack import TokenizerConfig
 from primer.store import ArtifactStore, content_key
@@ -37,14 +38,21 @@ def build_trainer_tokenizer(cfg: TokenizerConfig) -> tuple[Tokenizer, trainers.B
     return tok, trainer
 
 
-def sample_texts(texts: list[str], max_bytes: int, seed: int) -> list[str]:
-    """A seeded sample of documents totalling at most `max_bytes` (at least one document)."""
+def sample_texts(texts: list[str], max_bytes: int, seed: int, drops: DropCounter | None = None) -> list[str]:
+    """A seeded sample of documents totalling at most `max_bytes`. A document larger than the whole
+    budget is never picked (counted in `drops` as `too_large_for_tokenizer`): one 60 MB file must not
+    become the tokenizer's training set."""
     order = list(range(len(texts)))
     random.Random(seed).shuffle(order)
     picked, used = [], 0
     for i in order:
         size = len(texts[i].encode("utf-8", "ignore"))
-        if picked and used + size > max_bytes:
+        if size > max_bytes:
+            if drops is not None:
+                drops.add(Drop(f"#{i}", "", "too_large_for_tokenizer",
+                               f"{size} bytes > tokenizer.train_max_bytes={max_bytes}"))
+            continue
+        if used + size > max_bytes:
             continue
         picked.append(texts[i])
         used += size
@@ -59,8 +67,10 @@ def train_tokenizer(texts: Iterable[str], cfg: TokenizerConfig) -> Tokenizer:
 
 
 def prepare_tokenizer(store: ArtifactStore, cfg: TokenizerConfig, texts: Callable[[], list[str]],
-                      input_hashes: list[str], seed: int) -> tuple[Tokenizer, TokenizerRef]:
-    """Load `cfg.uri`, or train on a seeded sample of `texts()` and store it (reused when inputs match)."""
+                      input_hashes: list[str], seed: int,
+                      drops: DropCounter | None = None) -> tuple[Tokenizer, TokenizerRef]:
+    """Load `cfg.uri`, or train on a seeded sample of `texts()` and store it (reused when inputs match).
+    `drops` holds what reading the texts dropped: with no document left, the error shows its counts."""
     if cfg.uri:
         return load_tokenizer(store, cfg.uri, cfg.eos_token)
     settings = {k: v for k, v in asdict(cfg).items() if k != "uri"}
@@ -70,9 +80,12 @@ def prepare_tokenizer(store: ArtifactStore, cfg: TokenizerConfig, texts: Callabl
         log.info("reusing tokenizer %s", out.uri)
         return tok, TokenizerRef(**{**asdict(ref), "trained": True})
     out.clean_partial()
-    sample = sample_texts(texts(), cfg.train_max_bytes, seed)
+    drops = drops if drops is not None else DropCounter()
+    sample = sample_texts(texts(), cfg.train_max_bytes, seed, drops)
     if not sample:
-        raise InputError("tokenizer: no documents to train on; check pack.sources")
+        shown = ", ".join(f"{r} {n}" for r, n in sorted(drops.counts.items(), key=lambda kv: (-kv[1], kv[0])))
+        raise InputError(f"tokenizer: no document to train on (dropped: {shown or 'none'}); check pack.sources "
+                         "and the limit behind the largest drop (pack.max_doc_bytes, tokenizer.train_max_bytes)")
     log.info("training a %d-token byte-level BPE on %d documents", cfg.vocab_size, len(sample))
     tok = train_tokenizer(sample, cfg)
     ref = tokenizer_ref(tok, out.file_uri("tokenizer.json"), cfg.eos_token, trained=True)

@@ -59,7 +59,7 @@ def test_long_document_spans_many_rows_and_too_long_is_dropped(tmp_path, tiny_to
     d.mkdir()
     body = "".join(f"def function_{i}(x):\n    return x * {i}\n\n" for i in range(400))
     (d / "long.py").write_text(body)
-    (d / "short.py").write_text("x = 1\n")
+    (d / "short.py").write_text("".join(f"x_{i} = {i}\n" for i in range(40)))  # a few rows on its own
     tok, ref = tiny_tokenizer
     n_long = len(tok.encode(body).ids) + 1
     store, m = _pack(tmp_path, tiny_tokenizer, [SourceSpec(uri=str(d))])

@@ -19,6 +19,9 @@ class SourceSpec:
     glob: str = knob("**/*.py", help="File pattern inside a folder of source files.")
     keep_if: str = knob("", help="Parquet/JSONL: keep only rows whose boolean column of this name is true "
                                  "(e.g. `verified` for synthetic exercises).")
+    dataset: str = knob("", help="When `uri` is another stage's output: which dataset of its manifest to read "
+                                 "(curate: `documents`; synthesize: `textbooks`, `exercises`). Empty = its only "
+                                 "dataset.")
 
     def display_name(self) -> str:
         if self.name:
@@ -48,5 +51,11 @@ class PackConfig:
     seed: int = knob(1234, help="Seed for the document shuffle, the train/validation split and weights < 1.")
     rows_per_shard: int = knob(2048, help="Rows per Parquet shard.", min=1)
     batch_docs: int = knob(1024, help="Documents per tokenizer batch.", min=1)
+    shard_bytes: int = knob(4_000_000, help="Source files grouped into one tokenization unit up to this many "
+                                            "bytes (a Parquet/JSONL file is one unit); units run in parallel "
+                                            "on the stage's task runner. Does not change the output.", min=1)
+    max_doc_bytes: int = knob(8_000_000, help="Documents larger than this many bytes are dropped before "
+                                              "tokenizer training and packing (reason: too_large); 0 = no "
+                                              "limit.", min=0)
     max_doc_tokens: int = knob(262_144, help="Documents longer than this many tokens are dropped "
                                              "(reason: too_long); 0 = no limit.", min=0)

@@ -1,0 +1,202 @@
+"""Tokenize documents shard by shard: the unit pack maps on its task runner.
+
+A *shard* is a slice of one source's files (a group of source files, or one Parquet/JSONL file). Each is
+read and tokenized on its own (`tokenize_shard`), anywhere: a thread, a process, a Dask worker. The shards
+of a source are then joined in shard order (`join_shards`), so the result is the same token stream as one
+sequential pass, whatever ran the shards and in whatever order they finished.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from primer.documents import Drop, DropCounter
+from primer.settings.pack import PackConfig
+from primer.settings.store import StoreConfig
+from primer.store import filesystem_for
+from primer.tokenizer import TokenizerRef
+from tasks.sources import ResolvedSource, read_documents
+
+
+@dataclass
+class ShardPlan:
+    """One tokenization unit: source `source_index`, shard `index` of it, holding `source.files`."""
+
+    source_index: int
+    index: int
+    source: ResolvedSource
+
+
+@dataclass
+class TokenizedSource:
+    """Documents of one source (or one shard of it) as one flat token array (EOS after each) plus offsets."""
+
+    source: ResolvedSource
+    ids: list[str] = field(default_factory=list)
+    tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
+    offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # doc i = tokens[off[i]:off[i+1]]
+    difficulty: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # per document
+    drops: DropCounter = field(default_factory=DropCounter)
+    bytes: int = 0
+
+    @property
+    def n_docs(self) -> int:
+        return len(self.ids)
+
+
+def plan_shards(sources: list[ResolvedSource], cfg: PackConfig, store_cfg: StoreConfig | None = None
+                ) -> list[ShardPlan]:
+    """Cut each source into shards: one per Parquet/JSONL file; source files grouped up to `cfg.shard_bytes`.
+
+    Depends only on the file list and sizes, so every runner gets the same shards."""
+    plans: list[ShardPlan] = []
+    for si, src in enumerate(sources):
+        if src.format != "dir":
+            groups = [[f] for f in src.files]
+        else:
+            fs = filesystem_for(src.base if src.protocol == "file" else f"{src.protocol}://{src.base}", store_cfg)[0]
+            groups, size = [[]], 0
+            for f in src.files:
+                n = int(fs.size(f) or 0)
+                if groups[-1] and size + n > cfg.shard_bytes:
+                    groups.append([])
+                    size = 0
+                groups[-1].append(f)
+                size += n
+        for i, files in enumerate(groups):
+            plans.append(ShardPlan(si, i, dataclasses.replace(src, files=files)))
+    return plans
+
+
+_LOADED: dict[tuple[str, str], Tokenizer] = {}
+
+
+def _tokenizer(store_cfg: StoreConfig, tok: TokenizerRef) -> Tokenizer:
+    """One loaded tokenizer per worker process and tokenizer content (its sha256), not one per shard."""
+    from primer.store import open_store
+    from primer.tokenizer import load_tokenizer
+
+    key = (tok.sha256, tok.uri)
+    if key not in _LOADED:
+        if len(_LOADED) >= 4:
+            _LOADED.clear()
+        _LOADED[key] = load_tokenizer(open_store(store_cfg), tok.uri, tok.eos_token)[0]
+    return _LOADED[key]
+
+
+def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cfg: StoreConfig,
+                   tokenizer: Tokenizer | None = None) -> TokenizedSource:
+    """Read and tokenize one shard in batches of `cfg.batch_docs` documents.
+
+    Documents over `max_doc_bytes` are dropped before encoding (reason too_large), over `max_doc_tokens`
+    after (too_long)."""
+    if tokenizer is None:
+        tokenizer = _tokenizer(store_cfg, tok)
+    src = plan.source
+    out = TokenizedSource(source=src)
+    flat: list[int] = []        # every kept document's ids + EOS, one list: one conversion to numpy at the end
+    lengths: list[int] = []
+    batch_ids: list[str] = []
+    batch_texts: list[str] = []
+    eos_id = tok.eos_id
+
+    def flush() -> None:
+        if not batch_texts:
+            return
+        # A document that contains the literal EOS string must not be cut in two: special tokens inside
+        # the text are encoded as ordinary text, so EOS in a row only ever marks a real document boundary.
+        tokenizer.encode_special_tokens = True
+        for doc_id, enc in zip(batch_ids, tokenizer.encode_batch_fast(batch_texts)):
+            ids = enc.ids
+            n = len(ids) + 1
+            if cfg.max_doc_tokens and n > cfg.max_doc_tokens:
+                out.drops.add(Drop(doc_id, src.name, "too_long",
+                                   f"{n} tokens > pack.max_doc_tokens={cfg.max_doc_tokens}"))
+                continue
+            flat.extend(ids)
+            flat.append(eos_id)
+            lengths.append(n)
+            out.ids.append(doc_id)
+        batch_ids.clear()
+        batch_texts.clear()
+
+    for doc in read_documents(src, out.drops, store_cfg):
+        if too_large(doc.text, cfg.max_doc_bytes):
+            out.drops.add(Drop(doc.id, src.name, "too_large", too_large_detail(doc.text, cfg.max_doc_bytes)))
+            continue
+        out.bytes += len(doc.text)
+        batch_ids.append(doc.id)
+        batch_texts.append(doc.text)
+        if len(batch_texts) >= cfg.batch_docs:
+            flush()
+    flush()
+    out.tokens = np.array(flat, dtype=np.int32)
+    out.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+    out.difficulty = token_entropy(out.tokens, out.offsets)
+    return out
+
+
+def too_large(text: str, limit: int) -> bool:
+    """More than `limit` UTF-8 bytes (0 = no limit); encodes only texts that may be (chars <= bytes <= 4 chars)."""
+    return bool(limit) and len(text) * 4 > limit and (len(text) > limit or len(text.encode("utf-8")) > limit)
+
+
+def too_large_detail(text: str, limit: int) -> str:
+    return f"{len(text.encode('utf-8'))} bytes > pack.max_doc_bytes={limit}"
+
+
+def token_entropy(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
+    """Per document, bits per token of its own unigram distribution (its difficulty measure), for all
+    documents at once: one sort of (document, token) pairs instead of one per document."""
+    n_docs = len(offsets) - 1
+    if n_docs == 0:
+        return np.zeros(0, np.float32)
+    lengths = np.diff(offsets)
+    doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
+    width = int(tokens.max()) + 1 if tokens.size else 1
+    pairs, counts = np.unique(doc * width + tokens, return_counts=True)
+    owner = pairs // width
+    p = counts / lengths[owner]
+    return np.bincount(owner, weights=-(p * np.log2(p)), minlength=n_docs).astype(np.float32)
+
+
+def join_shards(sources: list[ResolvedSource], parts: list[TokenizedSource], plans: list[ShardPlan]
+                ) -> list[TokenizedSource]:
+    """One TokenizedSource per source from its shards, joined in shard order (not completion order)."""
+    by_source: dict[int, list[tuple[int, TokenizedSource]]] = {i: [] for i in range(len(sources))}
+    for plan, part in zip(plans, parts):
+        by_source[plan.source_index].append((plan.index, part))
+    joined = []
+    for si, src in enumerate(sources):
+        shards = [p for _, p in sorted(by_source[si], key=lambda t: t[0])]
+        out = TokenizedSource(source=src)
+        for p in shards:
+            out.ids.extend(p.ids)
+            for d in p.drops.all:
+                out.drops.add(d)
+            out.bytes += p.bytes
+        out.tokens = np.concatenate([p.tokens for p in shards]) if shards else np.zeros(0, np.int32)
+        lengths = np.concatenate([np.diff(p.offsets) for p in shards]) if shards else np.zeros(0, np.int64)
+        out.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
+        out.difficulty = (np.concatenate([p.difficulty for p in shards]) if shards
+                          else np.zeros(0, np.float32))
+        joined.append(out)
+    return joined
+
+
+def tokenize_sources(sources: list[ResolvedSource], tok: TokenizerRef, cfg: PackConfig,
+                     store_cfg: StoreConfig | None, tokenizer: Tokenizer | None = None,
+                     map_fn: Any = None) -> list[TokenizedSource]:
+    """Every source tokenized: shards planned, tokenized (through `map_fn(plans)` when given, e.g. a
+    Prefect task's `.map`; else one after another here), and joined in order."""
+    plans = plan_shards(sources, cfg, store_cfg)
+    if map_fn is not None:
+        parts = map_fn(plans)
+    else:
+        parts = [tokenize_shard(p, tok, cfg, store_cfg, tokenizer) for p in plans]
+    return join_shards(sources, parts, plans)
