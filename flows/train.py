@@ -21,6 +21,7 @@ from primer.config import PrimerConfig, load_config
 from primer.errors import PrimerError
 from primer.secrets import install_log_redaction
 from primer.store import ArtifactStore, open_store
+from primer.trackers import open_trackers
 from tasks.train import build_spec, launch, run_summary
 
 
@@ -61,9 +62,11 @@ def train_phase(cfg: PrimerConfig, phase: str, shards: str, init_weights: str | 
     max_steps = spec["phase_config"]["max_steps"]
     progress = dashboard.Progress(f"train-{phase}-progress", f"{phase}: optimizer steps")
     events: list[dict[str, Any]] = []
+    trackers = open_trackers(store, done.uri, f"{phase}-{spec['run_key'][:8]}", spec)  # PRIMER_TRACKERS; off by default
 
     def on_event(event: dict[str, Any]) -> None:
         events.append(event)
+        trackers.on_event(event)
         kind = event["event"]
         if kind == "step":
             progress.update(event["step"] / max_steps)
@@ -77,6 +80,7 @@ def train_phase(cfg: PrimerConfig, phase: str, shards: str, init_weights: str | 
     progress.done()
     manifest = run_summary(store, spec, events)
     publish(store, manifest, events, phase)
+    trackers.finish("done", store.read_bytes(store.uri("train", manifest["run_key"], "loss.png")))
     return {**manifest, "reused": False}
 
 
