@@ -32,10 +32,10 @@ def _is_checkout(path: Path) -> bool:
     return (path / MARKER).is_file()
 
 
-def _clone(repo: str, ref: str) -> Path:
+def _clone(repo: str, ref: str, cache_dir: str = "") -> Path:
     from prefect.deployments.steps.pull import git_clone
 
-    cache = Path(os.environ.get("PRIMER_CODE_CACHE") or Path.home() / ".cache" / "primer" / "code").expanduser()
+    cache = Path(cache_dir or Path.home() / ".cache" / "primer" / "code").expanduser()
     cache.mkdir(parents=True, exist_ok=True)
     # One clone per (repo, ref): concurrent runs of different refs never share a working tree.
     name = hashlib.sha256(f"{repo}\n{ref}".encode()).hexdigest()[:16]
@@ -59,7 +59,7 @@ def resolve_code_dir(environ: dict[str, str] | None = None, cwd: str | None = No
     env = os.environ if environ is None else environ
     repo = env.get("PRIMER_CODE_REPO", "").strip()
     if repo:
-        return _clone(repo, env.get("PRIMER_CODE_REF", "").strip())
+        return _clone(repo, env.get("PRIMER_CODE_REF", "").strip(), env.get("PRIMER_CODE_CACHE", "").strip())
     for var in ("PRIMER_CODE_DIR", "PRIMER_REPO"):
         value = env.get(var, "").strip()
         if value:
