@@ -2,8 +2,8 @@
 
 No task is cached by Prefect (`NO_CACHE`): each unit resumes from its own marker in the work area
 (`work.py`), which survives a crash and is keyed by content, and the whole output is reused by its key.
-Units that read or write the store are retried once, but never for an input or settings error (a
-`PrimerError` says what to fix; running it again would only delay the message).
+Units that read or write the store or the sources are retried, for transient network errors only
+(`primer.prefect_setup.retry_transient`): an input or settings error fails at once with its one line.
 """
 
 from __future__ import annotations
@@ -11,24 +11,13 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from primer.errors import PrimerError
+from primer.prefect_setup import NETWORK_RETRIES, NETWORK_RETRY_DELAYS, retry_transient
 from tasks.curate import annotate, output, quality, stages
 
+_IO = {"cache_policy": NO_CACHE, "retries": NETWORK_RETRIES, "retry_delay_seconds": NETWORK_RETRY_DELAYS,
+       "retry_condition_fn": retry_transient}
 
-def _not_input_error(task_, task_run, state) -> bool:
-    """Retry only failures that are not one of ours (input/settings errors fail at once)."""
-    try:
-        state.result()
-    except PrimerError:
-        return False
-    except BaseException:
-        return True
-    return True
-
-
-_IO = {"cache_policy": NO_CACHE, "retries": 1, "retry_condition_fn": _not_input_error}
-
-prepare = task(name="curate-prepare", cache_policy=NO_CACHE)(stages.prepare)
+prepare = task(name="curate-prepare", **_IO)(stages.prepare)
 filter_shard = task(name="curate-filter-shard", **_IO)(stages.filter_shard)
 dedup_bucket = task(name="curate-dedup-bucket", **_IO)(stages.dedup_bucket)
 dedup_cluster = task(name="curate-dedup-cluster", **_IO)(stages.dedup_cluster)

@@ -40,7 +40,7 @@ from tasks.curate.work import Work, load_removed, read_arrow, shard_name, write_
 from tasks.sources import ResolvedSource, read_documents, resolve_source
 
 log = logging.getLogger("primer.curate")
-STAGE_VERSION = 2
+STAGE_VERSION = 3
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("quality", pa.float32()),
     ("annotation", pa.float32()), ("bytes", pa.int64()), ("lines", pa.int32()), ("sha256", pa.string()),
@@ -55,9 +55,8 @@ CONTAMINATION_SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("benchmark", pa.string()), ("task_id", pa.string()),
     ("method", pa.string()), ("score", pa.float32()), ("snippet", pa.string()),
 ])
-# Side tables are Parquet with a `.pqt` suffix while tasks/sources.py still globs *.parquet in a stage
-# output; once it reads the manifest's `datasets` they take the normal suffix.
-SIDE_EXT = ".pqt"
+# Side tables are ordinary Parquet files: other stages read only the files the manifest's `datasets` lists.
+SIDE_EXT = ".parquet"
 DATASET = "documents"
 # Settings that say where things are, not what is computed: never part of the key.
 _LOCATION_KNOBS = ("sources", "mbpp_path", "keep_work")
@@ -85,14 +84,6 @@ def require_filter_survivors(shard_stats: list[dict[str, Any]]) -> None:
     require_documents([st["kept"] for st in shard_stats], sum(st["read"]["docs_in"] for st in shard_stats), drops)
 
 
-def _curate_errors(fn, *args, **kwargs):
-    """Run a tasks/sources.py call; its input errors name `pack.sources` by default, these are curate's."""
-    try:
-        return fn(*args, **kwargs)
-    except InputError as e:
-        raise InputError(str(e).replace("pack.sources", "curate.sources")) from None
-
-
 # ------------------------------------------------------------------------------------------ planning
 
 
@@ -105,7 +96,7 @@ class ShardPlan:
 
 
 def resolve_sources(cfg: CurateConfig, store_cfg: StoreConfig) -> list[ResolvedSource]:
-    return [_curate_errors(resolve_source, spec, store_cfg, i) for i, spec in enumerate(cfg.sources)]
+    return [resolve_source(spec, store_cfg, i, setting="curate.sources") for i, spec in enumerate(cfg.sources)]
 
 
 @dataclass
@@ -213,7 +204,8 @@ def _exclusion(doc_id: str, source: str, reason: str, detail: str, nbytes_: int 
 
 
 def _curate_reads(docs):
-    """Documents from tasks/sources.py, with its input errors naming curate.sources."""
+    """Documents from tasks/sources.py; its read-time messages suggest `pack.sources` fixes, these are
+    curate's."""
     it = iter(docs)
     while True:
         try:
