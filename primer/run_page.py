@@ -80,10 +80,10 @@ def stages_section(doc: dict[str, Any], links: dict[str, str]) -> str:
     for name in _ordered(doc["stages"]):
         entry = doc["stages"][name]
         run = links.get(name, "")
-        rows.append({"stage": name,
-                     "output": "skipped: " + entry.get("reason", "") if entry.get("skipped") else f"`{entry['uri']}`",
-                     "content hash": str(entry.get("content_hash", ""))[:12],
-                     "flow run": f"[{STAGE_FLOW.get(name, name)}]({run})" if run else ""})
+        # the skip reason is spelled out in its own section: a long one here would push the links off the page
+        rows.append({"stage": name, "flow run": f"[{STAGE_FLOW.get(name, name)}]({run})" if run else "",
+                     "output": "skipped (see below)" if entry.get("skipped") else f"`{entry['uri']}`",
+                     "content hash": str(entry.get("content_hash", ""))[:12]})
     return "## Stages\n\n" + table(rows, {"flow run": "not published from a Prefect run"})
 
 
@@ -92,7 +92,9 @@ def funnel_section(store: ArtifactStore, doc: dict[str, Any]) -> str:
     if out is None:
         return ""
     m = out.manifest
-    funnel = [{k: _fmt(v) for k, v in step.items()} for step in m.get("funnel", [])]
+    first = ("step", "docs", "bytes", "dropped", "kept_pct")  # manifests store keys sorted; read in this order
+    funnel = [{k: _fmt(step[k]) for k in sorted(step, key=lambda k: (first + (k,)).index(k))}
+              for step in m.get("funnel", [])]
     text = "## Curation funnel\n\n" + (table(funnel) if funnel else "_curate recorded no funnel._\n")
     drops = m.get("drops") or {}
     if drops:

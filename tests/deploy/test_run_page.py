@@ -64,7 +64,7 @@ def test_run_page_tells_the_story_with_store_relative_paths(local_store):
     doc = _no_teacher_run(local_store)
     page = build_run_page(local_store, doc, {"curate": "http://ui/runs/flow-run/abc"})
     for needle in ("# Pipeline run `run-1`", "## Stages", "[curate](http://ui/runs/flow-run/abc)",
-                   "## Curation funnel", "| 700 | 40 | kept |", "syntax 12", "**No teacher**",
+                   "## Curation funnel", "| kept | 40 | 700 |", "syntax 12", "**No teacher**",
                    "no teacher configured", "## Training", "![pretrain loss curve](data:image/png;base64,",
                    "`train/t1/step-000006`", "## Checkpoint selection", "lowest validation loss",
                    "Column `mbpp_val_pass@1` left out: no MBPP validation tasks were scored", "## Scores",
