@@ -121,6 +121,13 @@ def test_cluster_runners_are_lazy_with_a_clear_error(kind, package):
         make_task_runner(f"{kind}:tcp://scheduler:8786")
 
 
+def test_dask_spec_builds_a_runner_for_that_scheduler():
+    pytest.importorskip("prefect_dask", reason="the `dask` extra")
+    runner = make_task_runner("dask:tcp://127.0.0.1:8786")
+    assert type(runner).__name__ == "DaskTaskRunner" and runner.address == "tcp://127.0.0.1:8786"
+    assert type(make_task_runner("dask")).__name__ == "DaskTaskRunner"  # no address: a local cluster
+
+
 def test_bad_runner_spec_names_the_choices():
     with pytest.raises(TaskRunnerError, match="threads"):
         make_task_runner("gpu-magic")
