@@ -46,7 +46,8 @@ def requested(environ: dict[str, str] | None = None) -> list[str]:
 def _metrics(event: dict[str, Any]) -> dict[str, float]:
     kind = event.get("event")
     if kind == "step":
-        return {f"train/{k}": float(event[k]) for k in ("loss", "lr", "tokens_per_s") if event.get(k) is not None}
+        return {f"train/{k}": float(event[k]) for k in ("loss", "lr", "tokens_per_s", "tokens_per_s_per_device", "mfu")
+                if isinstance(event.get(k), (int, float))}
     if kind == "eval" and event.get("val_loss") is not None:
         return {"val/loss": float(event["val_loss"])}
     return {}
@@ -171,8 +172,13 @@ class Trackers:
         self._each("finish", status, loss_png)
 
 
-def open_trackers(store, run_uri: str, name: str, spec: dict[str, Any]) -> Trackers:
-    """Trackers for a training phase: params are the phase's settings (scalars only), never secrets/paths."""
+def open_trackers(store, run_uri: str, name: str, spec: Any) -> Trackers:
+    """Trackers for a training phase: params are the phase's settings (scalars only), never secrets/paths.
+    `spec` is the training spec (a dataclass such as TrainSpec, or a dict)."""
+    import dataclasses
+
+    if dataclasses.is_dataclass(spec):
+        spec = dataclasses.asdict(spec)
     phase = spec.get("phase_config") or {}
     params = {k: v for k, v in {**phase, "phase": spec.get("phase"), "zero_stage": spec.get("zero_stage"),
                                 "dtype": spec.get("dtype"), "run_key": spec.get("run_key")}.items()
