@@ -21,6 +21,7 @@ from primer import dashboard
 from primer.config import PrimerConfig, fingerprint_fields
 from primer.store import ArtifactStore, content_key, open_store
 from primer.teacher import BUDGET_EXHAUSTED, Ledger, Teacher, TeacherUsage
+from tasks.synth.decontaminate import decontaminate_outputs
 from tasks.synth import prompts as P
 from tasks.synth.quality import dedup, diversity_report
 from tasks.synth.validate import normalize_ws, parse_exercise, validate_textbook
@@ -263,6 +264,9 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
         ex_rows = [r for r in ex_rows if r["verified"]]
     ex_rows, dups = dedup(ex_rows, cfg.synth.dedup_threshold, key=lambda r: normalize_ws(r["text"]))
     ex_drops += [_drop(r["id"], "exercise", r["topic"], reason, f"duplicates {other}") for r, reason, other in dups]
+    # benchmark decontamination (issue 15): close copies of HumanEval/MBPP go, with evidence in exclusions.parquet
+    kept, decontamination = decontaminate_outputs(cfg, out, {"textbooks": textbooks["rows"], "exercises": ex_rows})
+    textbooks, ex_rows = {**textbooks, "rows": kept["textbooks"]}, kept["exercises"]
     drops = topics_phase["drops"] + textbooks["drops"] + exercises["drops"] + variants["drops"] + ex_drops
     usage = _merge_usage([topics_phase["usage"], textbooks["usage"], exercises["usage"], variants["usage"]])
     failed = textbooks.get("failed", 0) + exercises.get("failed", 0) + variants.get("failed", 0)
@@ -290,6 +294,7 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
             "dropped": {"file": "dropped.parquet", "rows": len(drops)},
         },
         "drops": dict(Counter(f"{d['kind']}:{d['reason']}" for d in drops)),
+        "decontamination": decontamination,
         "teacher_usage": asdict(usage),
         "stopped": usage.stopped,
         "teacher_failures": failed,

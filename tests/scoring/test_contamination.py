@@ -164,3 +164,40 @@ def test_report_walks_the_release_to_the_planted_documents_and_prunes_their_task
     clean = report["tasks"]["humaneval"]["HumanEval/3"]
     assert not clean["close_by"] and set(clean) == {"ngram", "ast", "embedding", "close_by"}
     assert summary["contamination"]["reported"] and summary["contamination"]["documents"] == 11
+
+
+def test_synthesize_stage_excludes_what_its_teacher_copied(scripted_server, tmp_path):
+    """Through the real synthesize stage and a loopback teacher: the answers that carry a planted near-copy
+    are excluded, listed with evidence in exclusions.parquet and counted in the manifest."""
+    import hashlib
+
+    from tasks.synth.stage import run_synthesis
+    from tests.support.fixtures import TEST_KEY_ENV
+
+    planted: list[str] = []
+
+    def responder(req):
+        text = scripted.responder(req)
+        prompt = str(req)
+        if "textbook about" in prompt and int(hashlib.sha256(prompt.encode()).hexdigest(), 16) % 3 == 0:
+            task = PLANTED[len(planted) % 2]
+            planted.append(task)
+            text += f"\n\nA classic exercise:\n\n```python\n{near_copy(task)}\n```\n\nNotice how it works.\n"
+        return text
+
+    scripted_server.responder = responder
+    cfg = load_config("tiny", {"store.root": str(tmp_path / "store"), "teacher.base_url": scripted_server.url,
+                               "teacher.model": "loopback-model", "teacher.api_key_env": TEST_KEY_ENV,
+                               "synth.textbooks": 9, "synth.exercises": 2, "synth.verify_timeout_s": 2.0,
+                               "synth.dedup_threshold": 1.0, "synth.min_chars": 300})
+    res = run_synthesis(cfg)
+    from primer.store import open_store
+
+    store = open_store(cfg.store)
+    out = store.read_output(res.uri)
+    d = out.manifest["decontamination"]
+    assert planted and d["enabled"] and d["excluded"]["textbooks"] == len(planted) and d["excluded"]["exercises"] == 0
+    evidence = pq.read_table(store.to_path(out.file_uri("exclusions.parquet"))).to_pylist()
+    assert {e["task_id"] for e in evidence} == set(planted) and all(e["method"] == "ast" for e in evidence)
+    kept = pq.read_table(store.to_path(out.file_uri("textbooks.parquet"))).to_pylist()
+    assert len(kept) == d["checked"]["textbooks"] - len(planted) and not any("def v0(" in r["text"] for r in kept)
