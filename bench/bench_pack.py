@@ -1,10 +1,12 @@
-"""Pack throughput against bare `Tokenizer.encode_batch` on the same text, in the same run.
+"""Pack throughput against the fastest raw tokenizer call, on the same text, in the same run.
 
     python bench/bench_pack.py [--source python:stdlib] [--repeats 3]
 
-Pack is timed end to end (read files, tokenize, split, shuffle, cut rows, write Parquet shards to a fresh
-local store); the baselines only tokenize texts already in memory. Prints tokens/s of each and the ratio
-(target: pack / encode_batch >= 0.9).
+Pack is timed end to end (read files, tokenize the source shards in parallel, split, shuffle, cut rows,
+write Parquet shards to a fresh local store); the baselines only tokenize texts already in memory, in one
+call over the whole corpus: `encode_batch` and `encode_batch_fast` (no offsets; the call pack itself
+uses, so the baseline to beat). Prints tokens/s of each and the ratios (target: pack / encode_batch_fast
+>= 1.0).
 """
 
 from __future__ import annotations
@@ -63,8 +65,8 @@ def main() -> None:
     print(f"encode_batch       {b / 1e6:7.3f} M tok/s")
     print(f"encode_batch_fast  {bf / 1e6:7.3f} M tok/s")
     print(f"pack (end to end)  {p / 1e6:7.3f} M tok/s")
-    print(f"ratio pack / encode_batch      = {p / b:.3f}  (target >= 0.9)")
-    print(f"ratio pack / encode_batch_fast = {p / bf:.3f}")
+    print(f"ratio pack / encode_batch      = {p / b:.3f}")
+    print(f"ratio pack / encode_batch_fast = {p / bf:.3f}  (target >= 1.0)")
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ the split's documents. Training shuffles rows itself.
 from __future__ import annotations
 
 import logging
+import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict
 from typing import Any, Callable
 
@@ -30,7 +32,7 @@ from primer.errors import PrimerError
 from primer.settings.pack import PackConfig
 from primer.store import ArtifactStore, content_key
 from primer.tokenizer import TokenizerRef
-from tasks.pack.encode import TokenizedSource, tokenize_sources
+from tasks.pack.encode import TokenizedSource, tokenize_shard, tokenize_sources
 from tasks.pack.rows import build_stream, plan_splits, write_split
 from tasks.sources import ResolvedSource
 
@@ -149,7 +151,7 @@ def write_output(store: ArtifactStore, cfg: PackConfig, tok: TokenizerRef, sourc
 
 def pack_documents(store: ArtifactStore, cfg: PackConfig, tokenizer: Tokenizer, tok: TokenizerRef,
                    sources: list[ResolvedSource], tokenized: list[TokenizedSource] | None = None,
-                   progress: Callable[[float], None] | None = None) -> dict[str, Any]:
+                   progress: Callable[[float], None] | None = None, threads: int = 0) -> dict[str, Any]:
     """Write (or reuse) the token shards for `sources` in this process; return the manifest.
 
     The flow runs the same steps as tasks, tokenizing the shards on its task runner."""
@@ -158,7 +160,11 @@ def pack_documents(store: ArtifactStore, cfg: PackConfig, tokenizer: Tokenizer, 
         return found
     t0 = time.perf_counter()
     if tokenized is None:
-        tokenized = tokenize_sources(sources, tok, cfg, store.cfg, tokenizer)
+        # Shards on a few threads: encode_batch_fast releases the GIL, so one shard's reading and id
+        # conversion overlaps another's encoding. Joined in shard order: the same bytes as one thread.
+        with ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1)) as pool:
+            tokenized = tokenize_sources(sources, tok, cfg, store.cfg, tokenizer, map_fn=lambda plans: list(
+                pool.map(lambda p: tokenize_shard(p, tok, cfg, store.cfg, tokenizer), plans)))
     if progress:
         progress(0.5)
     return write_output(store, cfg, tok, sources, tokenized, progress,
