@@ -23,6 +23,7 @@ from primer import dashboard
 from primer.config import PrimerConfig, load_config
 from primer.secrets import install_log_redaction
 from primer.lineage import RunLineage, render_lineage, stage_entry
+from primer.run_page import publish_run_page
 from primer.store import ArtifactStore, open_store
 
 
@@ -109,6 +110,7 @@ def pipeline(profile: str = "tiny", overrides: dict[str, Any] | None = None, run
     lineage.finish()
     dashboard.markdown("pipeline-lineage", f"## Pipeline run `{run_id}`\n\n```\n{render_lineage(lineage.doc)}\n```\n",
                        "Every stage output of this run and what it was made from")
+    publish_run_page(store, lineage.doc)  # the run's own page: funnel, teacher, loss, checkpoints, scores, lineage
     logger.info("pipeline run %s complete", run_id)
     return run_id
 
