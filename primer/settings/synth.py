@@ -57,10 +57,26 @@ class TeacherConfig:
                                          "over the whole ledger) are spent; 0 = no cap.", min=0)
     max_cost_usd: float = knob(0.0, help="Budget: stop once this many USD are spent (whole ledger); "
                                          "0 = no cap.", min=0.0)
-    ledger_commit_every: int = knob(8, help="Commit answers to the ledger every N answers...", min=1)
-    ledger_commit_interval_s: float = knob(1.0, help="...or every T seconds, whichever comes first. A "
-                                                     "SIGKILL loses at most the uncommitted answers.",
+    ledger_commit_every: int = knob(64, help="Fold answers into a ledger part on the store every N answers...",
+                                    min=1)
+    ledger_commit_interval_s: float = knob(5.0, help="...or every T seconds, whichever comes first. Batching "
+                                                     "only saves store writes: every answer is durable at once "
+                                                     "in a local journal, so a SIGKILL loses nothing answered.",
                                            min=0.0)
+    journal_dir: str = knob("", help="Local folder of the answer journals (append-only, flushed per answer). "
+                                     "Empty: <store>/ledgers/<name>/journal for a local store, else "
+                                     "~/.cache/primer/journal/<store hash>/<name>.")
+    mode: str = knob("online", help="online = one HTTP request per answer; batch = the Batch API "
+                                    "(/v1/files + /v1/batches: JSONL batches, polled, about half price).",
+                     choices=("online", "batch"))
+    batch_poll_s: float = knob(30.0, help="Batch mode: seconds between polls of a submitted batch.", min=0.01)
+    batch_max_requests: int = knob(50_000, help="Batch mode: most requests in one batch file.", min=1)
+    batch_discount: float = knob(0.5, help="Batch mode: price multiplier for cost accounting and budgets.",
+                                 min=0.0, max=1.0)
+    batch_timeout_s: float = knob(26 * 3600.0, help="Batch mode: give up waiting for a batch after this long "
+                                                    "(a re-run resumes it by its id).", min=1.0)
+    progress_every_s: float = knob(10.0, help="Seconds between progress log lines of a generation phase.",
+                                   min=0.01)
 
     # ---- derived ------------------------------------------------------------------------------------
     def resolved_base_url(self) -> str:
@@ -122,16 +138,41 @@ class SynthConfig:
     exercise_topics_file: str = knob("", help="Exercise topics/function-name pools YAML; empty = "
                                               "primer/data/topics_exercises.yaml.")
     subtopics_per_topic: int = knob(0, help="Ask the teacher to expand each seed topic into this many "
-                                            "subtopics (0 = use the seed topics as they are).", min=0, max=200)
+                                            "subtopics (0 = use the seed topics as they are). Shorthand for "
+                                            "topic_fanout=[N].", min=0, max=200)
+    topic_fanout: list[int] = knob(default_factory=list, help="Topic tree expansion, one entry per level: "
+                                   "[25, 20] asks for 25 subtopics of each seed, then 20 of each of those "
+                                   "(47 seeds -> up to 23,500 leaves, deduplicated).")
+    textbook_tokens: int = knob(0, help="Target completion tokens of textbooks; the stage plans "
+                                        "ceil(target / tokens_per_textbook) requests (0 = use `textbooks`).",
+                                min=0)
+    exercise_tokens: int = knob(0, help="Target completion tokens of exercises (0 = use `exercises`).", min=0)
+    tokens_per_textbook: int = knob(900, help="Expected completion tokens of one textbook answer (planning).",
+                                    min=1)
+    tokens_per_exercise: int = knob(300, help="Expected completion tokens of one exercise answer (planning).",
+                                    min=1)
+    exercise_topics_from_tree: bool = knob(False, help="Also use the (expanded) textbook leaf topics as "
+                                                       "exercise topics, for more distinct exercise prompts.")
+    seed_source: str = knob("", help="A curate output (store URI or ref) whose documents seed textbook "
+                                     "prompts with real code extracts (cosmopedia's method); empty = none.")
+    seed_fraction: float = knob(0.0, help="Share of textbook requests seeded by code extracts from "
+                                          "seed_source.", min=0.0, max=1.0)
+    seed_extract_chars: int = knob(1200, help="Longest code extract put in a seeded prompt.", min=100)
+    batch_requests: int = knob(256, help="Requests per mapped generation task (one unit of the stage's "
+                                         "task runner).", min=1)
+    parallel_batches: int = knob(1, help="Generation tasks in flight at once on the task runner (each with "
+                                         "teacher.concurrency requests); a budget cap forces 1.", min=1, max=256)
+    plan_only: bool = knob(False, help="Print and publish the request plan (counts, tokens, cost, topic "
+                                       "coverage, budget) without sending anything (`primer synthesize --plan`).")
     audiences: list[str] = knob(default_factory=lambda: [
         "a beginner who is learning to program", "a computer science undergraduate",
         "an experienced developer who is new to Python"], help="Audiences crossed with topics and styles.")
     styles: list[str] = knob(default_factory=lambda: [
         "concise and example-driven", "step by step, building one example up gradually",
         "Socratic: pose a question, then answer it with code"], help="Writing styles crossed with topics.")
-    textbooks: int = knob(24, help="Textbook sections to request (topic x audience x style combinations, "
-                                   "seeded; repeated with a new sample index when exhausted).", min=0)
-    exercises: int = knob(24, help="Exercises to request.", min=0)
+    textbooks: int = knob(24, help="Textbook sections to request when textbook_tokens is 0 (distinct topic x "
+                                   "audience x style combinations; never more than exist).", min=0)
+    exercises: int = knob(24, help="Exercises to request when exercise_tokens is 0.", min=0)
     seed: int = knob(1234, help="Seed for choosing combinations and function names.")
     min_chars: int = knob(400, help="Textbook sections shorter than this are dropped (too_short).", min=0)
     max_chars: int = knob(30_000, help="Textbook sections longer than this are dropped (too_long).", min=1)
@@ -149,3 +190,26 @@ class SynthConfig:
     ledger: str = knob("synthesize", help="Ledger name (store path ledgers/<name>/): answers already paid "
                                           "for are never requested again.")
     samples: int = knob(3, help="Samples of each kind shown in the markdown artifact.", min=0)
+
+    # Knobs that change how the stage runs, not what it makes: left out of the content key.
+    OPERATIONAL = ("plan_only", "batch_requests", "parallel_batches", "samples")
+
+    def content_fields(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {k: v for k, v in asdict(self).items() if k not in self.OPERATIONAL}
+
+    def fanout(self) -> list[int]:
+        """Subtopics per level of the topic tree ([] = the seed topics as they are)."""
+        if self.topic_fanout:
+            return [int(x) for x in self.topic_fanout]
+        return [self.subtopics_per_topic] if self.subtopics_per_topic > 0 else []
+
+    def check(self, path: str = "synth") -> None:
+        for i, k in enumerate(self.topic_fanout or []):
+            if not isinstance(k, int) or not 1 <= k <= 200:
+                raise ConfigError(f"{path}.topic_fanout[{i}]: expected a whole number of subtopics from 1 to "
+                                  f"200, got {k!r}")
+        if self.seed_fraction > 0 and not self.seed_source:
+            raise ConfigError(f"{path}.seed_fraction={self.seed_fraction:g} needs {path}.seed_source (a curate "
+                              "output URI) to take code extracts from; set it or set seed_fraction to 0")

@@ -7,7 +7,8 @@
 
 - `openai.AsyncOpenAI` with the client's own retries off (`max_retries=0`); retries are ours: exponential
   backoff with jitter on 429, 5xx, 408/409, timeouts, connection errors and malformed answers; a 429's
-  Retry-After pauses every sender until it has passed. 401/403 stop the run with a `TeacherError`.
+  Retry-After pauses every sender until it has passed. 401/403 and 404 (unknown model) stop the run at
+  once with a one-line `TeacherError` naming the key variable or the model; nothing retries those.
 - At most `concurrency` requests in flight (requests are admitted in order), each with `timeout_s`.
 - Each request's key is `request_key(model, messages, params, sample_index)`; it is sent as the
   `X-Primer-Key` header (harmless to real endpoints, lets test servers count per key). With a ledger, keys
@@ -105,8 +106,9 @@ class TeacherUsage:
         for k, v in asdict(other).items():
             if k == "stopped":
                 self.stopped = v or self.stopped
-            elif k in ("ledger_tokens", "ledger_cost_usd"):
-                setattr(self, k, v)
+            elif k in ("ledger_tokens", "ledger_cost_usd"):   # snapshots of a growing ledger: the latest
+                mine = getattr(self, k)                          # is the largest (a phase with no teacher
+                setattr(self, k, v if mine is None or (v is not None and v > mine) else mine)  # reports 0)
             elif k == "cost_usd":
                 self.cost_usd = None if (self.cost_usd is None or v is None) else self.cost_usd + v
             else:
@@ -165,6 +167,7 @@ class Teacher:
         self.last_run = TeacherUsage()
         self._api_key: str | None = None
         self._price = cfg.price()
+        self.phase = ""                 # label in progress log lines (e.g. "textbooks")
         secrets.install_log_redaction()
 
     # ---- configuration -------------------------------------------------------------------------------
@@ -263,6 +266,7 @@ class Teacher:
         usage.requests = len(seen)
         total = len(seen)
         done = [len(answers)]
+        progress = self._with_log_lines(progress, usage, total, len(answers))
         if progress:
             progress(done[0], total)
 
@@ -323,6 +327,31 @@ class Teacher:
         self._finish(usage, t0, ledger)
         return [answers[r.key] for r in requests]
 
+    def _with_log_lines(self, progress: Callable[[int, int], None] | None, usage: TeacherUsage, total: int,
+                        cached: int) -> Callable[[int, int], None]:
+        """Wrap `progress` with a log line every `teacher.progress_every_s`: done/total, tokens, $, req/s, ETA."""
+        every = getattr(self.cfg, "progress_every_s", 10.0)
+        t0 = time.monotonic()
+        last = [t0]
+
+        def report(n: int, of: int) -> None:
+            if progress:
+                progress(n, of)
+            now = time.monotonic()
+            if now - last[0] < every and n < of:
+                return
+            last[0] = now
+            rate = (n - cached) / max(now - t0, 1e-9)
+            eta = (of - n) / rate if rate > 0 else float("inf")
+            cost = self.cost(usage.prompt_tokens, usage.completion_tokens)
+            log.info("teacher%s: %d/%d answered (%d from the ledger), %s tokens, %s, %.1f req/s, ETA %s",
+                     f" [{self.phase}]" if self.phase else "", n, of, cached,
+                     f"{usage.prompt_tokens + usage.completion_tokens:,}",
+                     "unknown price" if cost is None else f"${cost:.4f}", rate,
+                     "-" if eta == float("inf") else f"{eta:.0f}s")
+
+        return report
+
     def _finish(self, usage: TeacherUsage, t0: float, ledger: Ledger | None) -> None:
         usage.wall_s = time.monotonic() - t0
         usage.cost_usd = self.cost(usage.prompt_tokens, usage.completion_tokens)
@@ -338,12 +367,16 @@ class Teacher:
 
     def _over_budget(self, state: dict[str, Any], tokens: int, cost: float) -> str | None:
         cap_t, cap_c = self.cfg.max_tokens_total, self.cfg.max_cost_usd
-        if cap_t and state["spent_tokens"] + state["reserved_tokens"] + tokens > cap_t:
-            return (f"budget reached: {state['spent_tokens']:,} of teacher.max_tokens_total={cap_t:,} tokens "
-                    f"spent (the next request could need up to {tokens:,})")
-        if cap_c and state["spent_cost"] + state["reserved_cost"] + cost > cap_c:
-            return (f"budget reached: ${state['spent_cost']:.4f} of teacher.max_cost_usd=${cap_c:g} spent "
-                    f"(the next request could cost up to ${cost:.4f})")
+        spent, reserved = state["spent_tokens"], state["reserved_tokens"]
+        if cap_t and spent + reserved + tokens > cap_t:
+            return (f"budget reached: teacher.max_tokens_total={cap_t:,} tokens: {spent:,} spent + {reserved:,} "
+                    f"reserved for requests in flight (worst case) = {cap_t - spent - reserved:,} remaining, "
+                    f"and the next request could need up to {tokens:,}")
+        spent_c, reserved_c = state["spent_cost"], state["reserved_cost"]
+        if cap_c and spent_c + reserved_c + cost > cap_c:
+            return (f"budget reached: teacher.max_cost_usd=${cap_c:g}: ${spent_c:.4f} spent + ${reserved_c:.4f} "
+                    f"reserved for requests in flight (worst case) = ${cap_c - spent_c - reserved_c:.4f} "
+                    f"remaining, and the next request could cost up to ${cost:.4f}")
         return None
 
     async def _flusher(self) -> None:
@@ -442,10 +475,13 @@ class Teacher:
                 except openai.APIStatusError as e:
                     status = e.status_code
                     detail = f"HTTP {status}: {secrets.redact(str(getattr(e, 'message', e)))[:300]}"
+                    where = self.cfg.resolved_base_url() or "the OpenAI API"
                     if status in (401, 403):
                         state["fatal"] = (f"teacher: the endpoint refused our credentials ({detail}) at "
-                                          f"{self.cfg.resolved_base_url() or 'the OpenAI API'}; check "
-                                          f"${self.cfg.api_key_env} or teacher.secret_block")
+                                          f"{where}; check ${self.cfg.api_key_env} or teacher.secret_block")
+                    elif status == 404:
+                        state["fatal"] = (f"teacher: model {self.cfg.model!r} not found at {where} ({detail}); "
+                                          "fix teacher.model (or teacher.base_url)")
                     answer = TeacherAnswer(key=req.key, text=None, error=detail, attempts=attempt)
                     usage.failed += 1
                     return

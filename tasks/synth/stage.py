@@ -1,6 +1,5 @@
-"""The synthesize stage as plain functions (Prefect tasks in tasks/synth/__init__.py wrap them thinly).
-
-    result = run_synthesis(load_config("tiny", {...}))   # -> SynthResult(status, uri, reason, manifest)
+"""The synthesize stage's units as plain functions (Prefect tasks: tasks/synth/prefect_tasks.py; the order
+they run in: flows/synthesize.py).
 
 Phases: prepare (skip? reuse?) -> expand topics -> textbooks -> exercises -> verify -> variants -> write.
 Every teacher call goes through one ledger (`ledgers/<synth.ledger>/`), so a killed run resumes without
@@ -11,8 +10,8 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from dataclasses import asdict, dataclass
-from typing import Any, Callable
+from dataclasses import asdict
+from typing import Any
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -20,6 +19,8 @@ import pyarrow.parquet as pq
 from primer import dashboard
 from primer.config import PrimerConfig, fingerprint_fields
 from primer.store import ArtifactStore, content_key, open_store
+from primer.teacher.accounting import accounting as teacher_accounting
+from primer.teacher.accounting import rows as accounting_rows
 from primer.teacher import BUDGET_EXHAUSTED, Ledger, Teacher, TeacherUsage
 from tasks.synth.decontaminate import decontaminate_outputs
 from tasks.synth import prompts as P
@@ -45,19 +46,6 @@ DROP_SCHEMA = pa.schema([("id", pa.string()), ("kind", pa.string()), ("topic", p
                          ("reason", pa.string()), ("detail", pa.string())])
 
 
-@dataclass
-class SynthResult:
-    status: str                          # done | reused | skipped
-    uri: str | None = None
-    reason: str | None = None
-    manifest: dict[str, Any] | None = None
-
-    @property
-    def flow_value(self) -> str:
-        """What the flow returns: the output URI, or "skipped: <reason>"."""
-        return self.uri if self.uri else f"skipped: {self.reason}"
-
-
 def generation_fingerprint(cfg: PrimerConfig) -> dict[str, Any]:
     """The teacher fields that change what is generated (not the endpoint, concurrency or retries)."""
     t = cfg.teacher
@@ -74,8 +62,8 @@ def prepare(cfg: PrimerConfig) -> dict[str, Any]:
         return {"skip": reason}
     topics, topics_sha = P.load_topic_tree(cfg.synth.topics_file, cfg.store)
     pools, pools_sha = P.load_exercise_topics(cfg.synth.exercise_topics_file, cfg.store)
-    key = content_key(STAGE, STAGE_VERSION, fingerprint_fields(cfg.synth), generation_fingerprint(cfg),
-                      topics_sha, pools_sha)
+    key = content_key(STAGE, STAGE_VERSION, fingerprint_fields(cfg.synth.content_fields()),
+                      generation_fingerprint(cfg), topics_sha, pools_sha)
     store = open_store(cfg.store)
     out = store.output(STAGE, key)
     if out.is_complete():
@@ -85,10 +73,23 @@ def prepare(cfg: PrimerConfig) -> dict[str, Any]:
     return {"key": key, "topics": topics, "pools": pools, "topics_sha": topics_sha, "pools_sha": pools_sha}
 
 
+def write_skipped(cfg: PrimerConfig, reason: str) -> str:
+    """Close a small "skipped" output (downstream reads `read_output(uri).skipped`); returns its URI.
+    Its key hashes the synth config and the reason, so a later configured run never collides with it."""
+    key = content_key(STAGE, STAGE_VERSION, "skipped", fingerprint_fields(cfg.synth.content_fields()), reason)
+    out = open_store(cfg.store).output(STAGE, key)
+    if not out.is_complete():
+        out.commit_skipped(reason, version=STAGE_VERSION)
+    log.warning("synthesize skipped: %s", reason)
+    dashboard.markdown("synthesize-skipped", f"# Synthesize skipped\n\n{reason}\n")
+    return out.uri
+
+
 def make_teacher(cfg: PrimerConfig, store: ArtifactStore | None = None) -> Teacher:
     store = store or open_store(cfg.store)
     ledger = Ledger(store, cfg.synth.ledger, commit_every=cfg.teacher.ledger_commit_every,
-                    commit_interval_s=cfg.teacher.ledger_commit_interval_s)
+                    commit_interval_s=cfg.teacher.ledger_commit_interval_s,
+                    journal_dir=cfg.teacher.journal_dir or None)
     return Teacher(cfg.teacher, ledger)
 
 
@@ -108,6 +109,7 @@ def expand_topics(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
     if k <= 0:
         return {"topics": topics, "usage": asdict(TeacherUsage()), "drops": []}
     teacher = make_teacher(cfg)
+    teacher.phase = "topics"
     reqs = [teacher.request(P.subtopic_messages(t, k), meta={"topic": t.label}) for t in topics]
     answers = teacher.run_sync(reqs)
     leaves, drops = [], []
@@ -125,6 +127,7 @@ def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, An
     s = cfg.synth
     plan = P.textbook_plan(topics, s.audiences, s.styles, s.textbooks, s.seed)
     teacher = make_teacher(cfg)
+    teacher.phase = "textbooks"
     reqs = [teacher.request(P.textbook_messages(item), sample_index=item["sample_index"]) for item in plan]
     answers = teacher.run_sync(reqs)
     rows, drops, failed = [], [], 0
@@ -159,6 +162,7 @@ def _exercise_row(cfg: PrimerConfig, ex: Any, key: str, topic: str, prefix: str 
 def generate_exercises(cfg: PrimerConfig, pools: dict[str, list[str]]) -> dict[str, Any]:
     plan = P.exercise_plan(pools, cfg.synth.exercises, cfg.synth.seed)
     teacher = make_teacher(cfg)
+    teacher.phase = "exercises"
     reqs = [teacher.request(P.exercise_messages(item), sample_index=item["sample_index"]) for item in plan]
     answers = teacher.run_sync(reqs)
     rows, drops, failed = [], [], 0
@@ -192,6 +196,7 @@ def generate_variants(cfg: PrimerConfig, rows: list[dict[str, Any]], pools: dict
     if n <= 0 or not base:
         return {"rows": [], "drops": [], "usage": asdict(TeacherUsage()), "failed": 0}
     teacher = make_teacher(cfg)
+    teacher.phase = "variants"
     plan = [(r, P.variant_name(r["function_name"], i, pools, cfg.synth.seed)) for r in base for i in range(n)]
     reqs = [teacher.request(P.variant_messages(r, name)) for r, name in plan]
     answers = teacher.run_sync(reqs)
@@ -268,7 +273,13 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
     kept, decontamination = decontaminate_outputs(cfg, out, {"textbooks": textbooks["rows"], "exercises": ex_rows})
     textbooks, ex_rows = {**textbooks, "rows": kept["textbooks"]}, kept["exercises"]
     drops = topics_phase["drops"] + textbooks["drops"] + exercises["drops"] + variants["drops"] + ex_drops
-    usage = _merge_usage([topics_phase["usage"], textbooks["usage"], exercises["usage"], variants["usage"]])
+    phases = {"topics": topics_phase["usage"], "textbooks": textbooks["usage"], "exercises": exercises["usage"],
+              "variants": variants["usage"]}
+    usage = _merge_usage(list(phases.values()))
+    ledger_p, ledger_c = make_teacher(cfg, store).ledger.totals()   # the whole ledger, read now (not a phase's)
+    usage.ledger_tokens = ledger_p + ledger_c
+    usage.ledger_cost_usd = make_teacher(cfg, store).cost(ledger_p, ledger_c)
+    accounting = teacher_accounting(cfg.teacher, phases, usage.ledger_tokens, usage.ledger_cost_usd)
     failed = textbooks.get("failed", 0) + exercises.get("failed", 0) + variants.get("failed", 0)
     diversity = {"textbooks": diversity_report(textbooks["rows"], textbooks.get("topics_requested", [])),
                  "exercises": diversity_report(ex_rows, exercises.get("topics_requested", []))}
@@ -286,13 +297,15 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
         "version": STAGE_VERSION,
         "config": {"synth": dataclasses.asdict(cfg.synth), "teacher": generation_fingerprint(cfg)},
         "inputs": inputs,
-        "datasets": {
-            "textbooks": {"file": "textbooks.parquet", "rows": len(textbooks["rows"]), "text_column": "text",
-                          "source": TEXTBOOK_SOURCE},
-            "exercises": {"file": "exercises.parquet", "rows": len(ex_rows), "text_column": "text",
-                          "source": EXERCISE_SOURCE, "verified": sum(r["verified"] for r in ex_rows)},
-            "dropped": {"file": "dropped.parquet", "rows": len(drops)},
+        "datasets": {   # the hand-off contract: what other stages may read, and how
+            "textbooks": {"files": ["textbooks.parquet"], "format": "parquet", "text_column": "text",
+                          "rows": len(textbooks["rows"]), "source": TEXTBOOK_SOURCE},
+            "exercises": {"files": ["exercises.parquet"], "format": "parquet", "text_column": "text",
+                          "keep_if": "verified", "rows": len(ex_rows), "source": EXERCISE_SOURCE,
+                          "verified": sum(r["verified"] for r in ex_rows)},
         },
+        "tables": {"dropped": {"file": "dropped.parquet", "rows": len(drops)}},
+        "accounting": accounting,
         "drops": dict(Counter(f"{d['kind']}:{d['reason']}" for d in drops)),
         "decontamination": decontamination,
         "teacher_usage": asdict(usage),
@@ -307,6 +320,8 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
 def publish(cfg: PrimerConfig, manifest: dict[str, Any], usage: TeacherUsage, diversity: dict[str, Any],
             samples: str) -> None:
     """Prefect artifacts (no-ops outside a run): usage/cost table, diversity table, samples markdown."""
+    dashboard.table("synthesize-accounting", accounting_rows(manifest["accounting"]),
+                    description="Teacher tokens and USD: spent per phase and in all, reserved, budget, remaining")
     dashboard.table("synthesize-teacher-usage", usage.rows(cfg.teacher.model),
                     description="Teacher usage and cost" + (f" — stopped: {usage.stopped}" if usage.stopped else ""))
     rows = []
@@ -316,36 +331,3 @@ def publish(cfg: PrimerConfig, manifest: dict[str, Any], usage: TeacherUsage, di
                      "topic_coverage": rep["topic_coverage"], "verified": rep.get("verified", "")})
     dashboard.table("synthesize-diversity", rows, description="Distinct n-grams and topic coverage")
     dashboard.markdown("synthesize-samples", samples, description=f"Samples — {manifest['uri']}")
-
-
-# ---- orchestration -------------------------------------------------------------------------------------
-
-PHASES = ("prepare", "expand_topics", "generate_textbooks", "generate_exercises", "verify_exercises",
-          "generate_variants", "write_output")
-
-
-def direct_ops() -> dict[str, Callable[..., Any]]:
-    g = globals()
-    return {name: g[name] for name in PHASES}
-
-
-def run_synthesis(cfg: PrimerConfig, ops: dict[str, Callable[..., Any]] | None = None) -> SynthResult:
-    """The whole stage. `ops` maps phase names to callables (the Prefect tasks, or the plain functions)."""
-    op = ops or direct_ops()
-    prep = op["prepare"](cfg)
-    if "skip" in prep:
-        log.warning("synthesize skipped: %s", prep["skip"])
-        dashboard.markdown("synthesize-skipped", f"# Synthesize skipped\n\n{prep['skip']}\n")
-        return SynthResult("skipped", reason=prep["skip"])
-    if "reuse" in prep:
-        log.info("synthesize: reusing %s", prep["reuse"])
-        return SynthResult("reused", uri=prep["reuse"], manifest=prep["manifest"])
-    topics_phase = op["expand_topics"](cfg, prep["topics"])
-    textbooks = op["generate_textbooks"](cfg, topics_phase["topics"])
-    exercises = op["generate_exercises"](cfg, prep["pools"])
-    exercises = {**exercises, "rows": op["verify_exercises"](cfg, exercises["rows"])}
-    variants = op["generate_variants"](cfg, exercises["rows"], prep["pools"])
-    manifest = op["write_output"](cfg, prep["key"], {"topics_sha256": prep["topics_sha"],
-                                                     "exercise_topics_sha256": prep["pools_sha"]},
-                                  textbooks, exercises, variants, topics_phase)
-    return SynthResult("done", uri=manifest["uri"], manifest=manifest)

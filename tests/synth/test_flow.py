@@ -2,7 +2,8 @@
 
 import pytest
 
-from primer.store import MANIFEST
+from primer.config import load_config
+from primer.store import MANIFEST, open_store
 from tests.synth.test_stage import overrides
 
 
@@ -22,4 +23,5 @@ def test_flow_returns_uri_and_publishes_usage(prefect_harness, scripted_server, 
 
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     skipped = synthesize(profile="tiny", overrides={**ov, "teacher.base_url": "", "teacher.api_key_env": "NOPE_KEY"})
-    assert skipped.startswith("skipped: no teacher configured")
+    output = open_store(load_config("tiny", ov).store).read_output(skipped, "synthesize")
+    assert output.skipped and output.reason.startswith("no teacher configured")  # a small manifest, not a string

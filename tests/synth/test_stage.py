@@ -3,12 +3,22 @@ import pyarrow.parquet as pq
 from primer.config import load_config
 from primer.store import open_store
 from tasks.synth import prompts as P
-from tasks.synth.stage import run_synthesis, verify_exercises
+from tasks.synth.stage import verify_exercises
 from tasks.synth.validate import parse_exercise
 from tests.support.fixtures import TEST_KEY_ENV
 from tests.support.openai_server import FaultPlan
 from tests.synth import scripted
 from tests.synth.scripted import exercise
+
+
+def run_synthesis(cfg_or_overrides):
+    """Run the synthesize flow (a real Prefect run) and read back its output: (uri, Output)."""
+    from flows.synthesize import synthesize
+
+    ov = cfg_or_overrides
+    uri = synthesize(profile="tiny", overrides=ov)
+    store = open_store(load_config("tiny", ov).store)
+    return uri, store.read_output(uri, "synthesize")
 
 
 def overrides(server, root, **kw):
@@ -39,20 +49,20 @@ def test_verification_catches_wrong_hanging_and_crashing_solutions():
     assert "boom" in out["crash"]["failure_detail"]
 
 
-def test_skipped_without_teacher(monkeypatch, tmp_path):
+def test_skipped_without_teacher(prefect_harness, monkeypatch, tmp_path):
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     monkeypatch.delenv("NO_KEY_HERE", raising=False)
-    cfg = load_config("tiny", {"store.root": str(tmp_path), "teacher.api_key_env": "NO_KEY_HERE"})
-    res = run_synthesis(cfg)
-    assert res.status == "skipped" and res.flow_value.startswith("skipped: no teacher configured")
-    assert run_synthesis(load_config("tiny", {"synth.enabled": False})).flow_value == "skipped: synth.enabled is false"
+    uri, out = run_synthesis({"store.root": str(tmp_path), "teacher.api_key_env": "NO_KEY_HERE"})
+    assert out.skipped and out.reason.startswith("no teacher configured") and out.file_names() == []
+    _, disabled = run_synthesis({"store.root": str(tmp_path), "synth.enabled": False})
+    assert disabled.skipped and disabled.reason == "synth.enabled is false"
 
 
-def test_end_to_end_through_faults(scripted_server, tmp_path):
+def test_end_to_end_through_faults(prefect_harness, scripted_server, tmp_path):
     server = scripted_server
     server.faults = FaultPlan(rate_limit=0.1, server_error=0.1, malformed=0.1, retry_after=0.01, seed=7)
-    cfg = load_config("tiny", overrides(server, tmp_path / "store", **{"synth.subtopics_per_topic": 2,
-                                                                         "synth.variants_per_exercise": 1}))
+    ov = overrides(server, tmp_path / "store", **{"synth.subtopics_per_topic": 2, "synth.variants_per_exercise": 1})
+    cfg = load_config("tiny", ov)
     topics, _ = P.load_topic_tree()
     pools, _ = P.load_exercise_topics()
     leaves = [P.Topic(t.chapter, f"{t.name}: aspect {i + 1}", parent=t.name) for t in topics for i in range(2)]
@@ -64,11 +74,16 @@ def test_end_to_end_through_faults(scripted_server, tmp_path):
     names = [i["function_name"] for i in ex_plan]
     scripted.BAD_EXERCISES.update({names[0]: "wrong", names[1]: "hang", names[2]: "crash", names[3]: "malformed"})
 
-    res = run_synthesis(cfg)
-    assert res.status == "done", res
+    uri, res = run_synthesis(ov)
     m = res.manifest
     assert m["partial"] is False and m["stopped"] is None
     assert set(server.stats.per_key_success.values()) == {1}
+    assert m["datasets"]["exercises"]["keep_if"] == "verified"
+    assert m["datasets"]["textbooks"]["files"] == ["textbooks.parquet"]
+    acc = m["accounting"]
+    assert acc["spent"]["tokens"] == m["teacher_usage"]["prompt_tokens"] + m["teacher_usage"]["completion_tokens"] > 0
+    assert acc["ledger"]["tokens"] >= acc["spent"]["tokens"] and m["teacher_usage"]["ledger_tokens"] > 0
+    assert sum(p["tokens"] for p in acc["by_phase"].values()) == acc["spent"]["tokens"]
     tb, store = _rows(res.uri, "textbooks.parquet")
     assert {"id", "text", "source", "topic", "audience"} <= set(tb[0])
     assert len({r["id"] for r in tb}) == len(tb) == m["datasets"]["textbooks"]["rows"]
@@ -95,22 +110,23 @@ def test_end_to_end_through_faults(scripted_server, tmp_path):
 
     # same config again: the finished output is reused, nothing is sent
     before = server.stats.total
-    again = run_synthesis(cfg)
-    assert again.status == "reused" and again.uri == res.uri and server.stats.total == before
+    again, _ = run_synthesis(ov)
+    assert again == uri and server.stats.total == before
     # a changed knob: new output; the ledger answers every request already paid for
-    more = run_synthesis(load_config("tiny", {**overrides(server, tmp_path / "store", **{
-        "synth.subtopics_per_topic": 2, "synth.variants_per_exercise": 1}), "synth.textbooks": 14}))
-    assert more.uri != res.uri and set(server.stats.per_key_success.values()) == {1}
+    more, _ = run_synthesis({**ov, "synth.textbooks": 14})
+    assert more != uri and set(server.stats.per_key_success.values()) == {1}
     assert server.stats.successful - m["teacher_usage"]["succeeded"] == 2
 
 
-def test_budget_cap_stops_keeps_and_says_so(scripted_server, tmp_path):
-    cfg = load_config("tiny", overrides(scripted_server, tmp_path / "store", **{
+def test_budget_cap_stops_keeps_and_says_so(prefect_harness, scripted_server, tmp_path):
+    _, res = run_synthesis(overrides(scripted_server, tmp_path / "store", **{
         "teacher.max_tokens_total": 4000, "teacher.max_tokens": 600, "teacher.concurrency": 2,
         "synth.textbooks": 20, "synth.exercises": 5}))
-    res = run_synthesis(cfg)
     m = res.manifest
-    assert res.status == "done" and m["stopped"] and "max_tokens_total" in m["stopped"]
+    assert m["stopped"] and "max_tokens_total" in m["stopped"] and "reserved" in m["stopped"]
+    assert "remaining" in m["stopped"]
+    acc = m["accounting"]
+    assert acc["ledger"]["tokens"] <= 4000 and acc["remaining"]["tokens"] == 4000 - acc["ledger"]["tokens"]
     assert m["teacher_usage"]["ledger_tokens"] <= 4000
     assert 0 < m["datasets"]["textbooks"]["rows"] < 20
     assert m["drops"].get("textbook:not_sent_budget") and m["partial"] is False
