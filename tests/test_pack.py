@@ -132,3 +132,19 @@ def test_rows_carry_a_difficulty_and_curriculum_orders_by_it(tmp_path, corpus_di
     shuffled = RowOrder(rows, seed=0, mode="shuffle")
     assert sorted(shuffled.order(0).tolist()) == list(range(len(rows)))
     assert not np.array_equal(shuffled.order(0), shuffled.order(1))  # a new permutation each epoch
+
+
+def test_same_bytes_whatever_the_sharding_and_threads(tmp_path, corpus_dir, tiny_tokenizer):
+    """shard_bytes and the number of threads change how the work is cut, never the output (nor its key)."""
+    tok, ref = tiny_tokenizer
+    src = resolve_source(SourceSpec(uri=str(corpus_dir)))
+    outputs = []
+    for i, (shard_bytes, threads) in enumerate([(100_000_000, 1), (40_000, 3)]):
+        cfg = PackConfig(sources=[src.spec], seq_len=64, rows_per_shard=200, shard_bytes=shard_bytes)
+        from tasks.pack.encode import plan_shards
+
+        n_shards = len(plan_shards([src], cfg))
+        assert (n_shards == 1) if i == 0 else (n_shards > 5)
+        m = pack_documents(open_store(StoreConfig(root=str(tmp_path / str(i)))), cfg, tok, ref, [src], threads=threads)
+        outputs.append((m["key"], m["content_hash"], m["drops"], m["sources"][0]["tokens"]))
+    assert outputs[0] == outputs[1]
