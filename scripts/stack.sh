@@ -6,7 +6,7 @@
 #   scripts/stack.sh up --postgres   the same on PostgreSQL, as teams run Prefect: a cluster initdb'd once
 #                             for this stack dir, started on a loopback port
 #   scripts/stack.sh down     stop the worker, then the server, then PostgreSQL (SIGTERM to each process
-#                             group, SIGKILL after 20 s)
+#                             group, SIGKILL after 20 s); `down --purge` also deletes the PostgreSQL cluster
 #   scripts/stack.sh status   what runs; exit 0 when server and worker are up, 3 otherwise
 #   scripts/stack.sh env      `export` lines for the Prefect CLI: eval "$(scripts/stack.sh env)"
 #   scripts/stack.sh logs     tail the logs
@@ -39,6 +39,7 @@ if [ -f "$STACK_DIR/stack.env" ] && [ -z "${PRIMER_STACK_DB:-}" ]; then
 fi
 ACTION=${1:-}
 if [ "${2:-}" = "--postgres" ]; then PRIMER_STACK_DB=postgres; fi
+if [ "${2:-}" = "--purge" ]; then PURGE=1; fi
 PORT=${PRIMER_STACK_PORT:-4200}
 DB=${PRIMER_STACK_DB:-sqlite}
 PG_PORT=${PRIMER_STACK_PG_PORT:-$((PORT + 1))}
@@ -186,9 +187,14 @@ pg_running() {
   [ -n "$pg_ctl" ] && as_pg "$pg_ctl" -D "$(cat "$STACK_DIR/pg-dir")/data" status >/dev/null 2>&1
 }
 pg_down() {
-  pg_running || return 0
-  as_pg "$(pg_bin pg_ctl)" -D "$(cat "$STACK_DIR/pg-dir")/data" -m fast -w -t 60 stop >/dev/null
-  say "postgres stopped"
+  if pg_running; then
+    as_pg "$(pg_bin pg_ctl)" -D "$(cat "$STACK_DIR/pg-dir")/data" -m fast -w -t 60 stop >/dev/null
+    say "postgres stopped"
+  fi
+  if [ "${PURGE:-}" = 1 ] && [ -f "$STACK_DIR/pg-dir" ]; then  # down --purge: the database goes too
+    rm -rf "$(cat "$STACK_DIR/pg-dir")"; rm -f "$STACK_DIR/pg-dir" "$STACK_DIR/pg-password" "$STACK_DIR/pg-port"
+    say "postgres cluster removed"
+  fi
 }
 pg_url() {  # the server's database URL: it carries the password, so only ever the server's environment
   printf 'postgresql+asyncpg://prefect:%s@127.0.0.1:%s/prefect' "$(cat "$STACK_DIR/pg-password")" \
@@ -302,5 +308,5 @@ case "$ACTION" in
   status) status ;;
   env) print_env ;;
   logs) tail -n "${2:-50}" "$LOGS"/*.log ;;
-  *) echo "usage: scripts/stack.sh up [--postgres]|down|status|env|logs" >&2; exit 2 ;;
+  *) echo "usage: scripts/stack.sh up [--postgres]|down [--purge]|status|env|logs" >&2; exit 2 ;;
 esac

@@ -66,14 +66,14 @@ def team(tmp_path_factory):
         assert "PostgreSQL" in up.stdout and "work pool primer-gpu: created (type process)" in up.stdout, up.stdout
         yield s
     finally:
-        down = s.sh("down", timeout=180)
+        down = s.sh("down", "--purge", timeout=180)  # the cluster lives outside the tmp dir when run as root
         s.down_output = down.stdout + down.stderr
         logs = OUTPUTS / "team-stack-logs"
         shutil.rmtree(logs, ignore_errors=True)
         shutil.copytree(base / "stack" / "logs", logs, dirs_exist_ok=True)
         assert down.returncode == 0, s.down_output
         assert "SIGKILL" not in down.stdout, f"the stack did not stop within its grace period:\n{down.stdout}"
-        assert "postgres stopped" in down.stdout, down.stdout
+        assert "postgres stopped" in down.stdout and "postgres cluster removed" in down.stdout, down.stdout
         for name in ("server", "worker"):
             assert not (base / "stack" / f"{name}.pid").exists(), f"{name} still running after down"
 
