@@ -166,12 +166,12 @@ def test_report_walks_the_release_to_the_planted_documents_and_prunes_their_task
     assert summary["contamination"]["reported"] and summary["contamination"]["documents"] == 11
 
 
-def test_synthesize_stage_excludes_what_its_teacher_copied(scripted_server, tmp_path):
+def test_synthesize_stage_excludes_what_its_teacher_copied(prefect_harness, scripted_server, tmp_path):
     """Through the real synthesize stage and a loopback teacher: the answers that carry a planted near-copy
     are excluded, listed with evidence in exclusions.parquet and counted in the manifest."""
     import hashlib
 
-    from tasks.synth.stage import run_synthesis
+    from flows.synthesize import synthesize
     from tests.support.fixtures import TEST_KEY_ENV
 
     planted: list[str] = []
@@ -186,15 +186,15 @@ def test_synthesize_stage_excludes_what_its_teacher_copied(scripted_server, tmp_
         return text
 
     scripted_server.responder = responder
-    cfg = load_config("tiny", {"store.root": str(tmp_path / "store"), "teacher.base_url": scripted_server.url,
-                               "teacher.model": "loopback-model", "teacher.api_key_env": TEST_KEY_ENV,
-                               "synth.textbooks": 9, "synth.exercises": 2, "synth.verify_timeout_s": 2.0,
-                               "synth.dedup_threshold": 1.0, "synth.min_chars": 300})
-    res = run_synthesis(cfg)
+    overrides = {"store.root": str(tmp_path / "store"), "teacher.base_url": scripted_server.url,
+                 "teacher.model": "loopback-model", "teacher.api_key_env": TEST_KEY_ENV,
+                 "synth.textbooks": 9, "synth.exercises": 2, "synth.verify_timeout_s": 2.0,
+                 "synth.dedup_threshold": 1.0, "synth.min_chars": 300}
+    uri = synthesize(profile="tiny", overrides=overrides)
     from primer.store import open_store
 
-    store = open_store(cfg.store)
-    out = store.read_output(res.uri)
+    store = open_store(load_config("tiny", overrides).store)
+    out = store.read_output(uri, "synthesize")
     d = out.manifest["decontamination"]
     assert planted and d["enabled"] and d["excluded"]["textbooks"] == len(planted) and d["excluded"]["exercises"] == 0
     evidence = pq.read_table(store.to_path(out.file_uri("exclusions.parquet"))).to_pylist()
