@@ -106,9 +106,12 @@ def test_deepspeed_hostfile_and_config():
     from primer.config import load_config
     from primer.training.program import ds_config
 
+    class Spec(dict):  # the training spec read by key or by attribute (dict or TrainSpec-shaped)
+        __getattr__ = dict.__getitem__
+
     cfg = load_config("phi1")
-    ds = ds_config({"phase_config": asdict(cfg.train.pretrain), "zero_stage": cfg.train.zero_stage,
-                    "dtype": cfg.train.dtype}, world=cfg.train.nproc)
+    ds = ds_config(Spec(phase_config=Spec(asdict(cfg.train.pretrain)), zero_stage=cfg.train.zero_stage,
+                        dtype=cfg.train.dtype), world=cfg.train.nproc)
     assert ds["train_batch_size"] == 1024 and ds["zero_optimization"]["stage"] == 2 and ds["bf16"]["enabled"]
     assert ds["train_micro_batch_size_per_gpu"] * ds["gradient_accumulation_steps"] * cfg.train.nproc == 1024
     done = subprocess.run(["bash", "-n", str(INFRA / "deepspeed" / "launch.sh")], capture_output=True, text=True)
