@@ -13,7 +13,7 @@ if [ ! -f "$stamp" ]; then
   python -m pip install -q --upgrade pip
   # Exactly this torch first: any looser spec pulls a multi-GB CUDA build (see ENVIRONMENT notes in README).
   python -c "import torch" 2>/dev/null || python -m pip install -q torch==2.13.0
-  python -m pip install -q -e ".[dev,dask]"
+  python -m pip install -q -e ".[dev,dask,trackers]"
   rm -f .venv/.primer-installed-*
   touch "$stamp"
 fi
