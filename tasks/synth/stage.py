@@ -63,7 +63,8 @@ def prepare(cfg: PrimerConfig) -> dict[str, Any]:
     topics, topics_sha = P.load_topic_tree(cfg.synth.topics_file, cfg.store)
     pools, pools_sha = P.load_exercise_topics(cfg.synth.exercise_topics_file, cfg.store)
     key = content_key(STAGE, STAGE_VERSION, fingerprint_fields(cfg.synth.content_fields()),
-                      generation_fingerprint(cfg), topics_sha, pools_sha)
+                      generation_fingerprint(cfg), topics_sha, pools_sha,
+                      dataclasses.asdict(cfg.evaluate.contamination))  # decontamination decides what is kept
     store = open_store(cfg.store)
     out = store.output(STAGE, key)
     if out.is_complete():
