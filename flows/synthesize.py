@@ -19,18 +19,21 @@ from tasks.synth import prefect_tasks as T
 
 
 @flow(name="synthesize", task_runner=task_runner_for("synthesize"))
-def synthesize(profile: str = "tiny", overrides: dict[str, Any] | None = None) -> str:
+def synthesize(profile: str = "tiny", overrides: dict[str, Any] | None = None, plan: bool = False) -> str:
+    """`plan=True` (`primer synthesize --plan`, or synth.plan_only): return the plan text, send nothing."""
     install_log_redaction()
-    cfg = load_config(profile, overrides)
+    cfg = load_config(profile, {**(overrides or {}), **({"synth.plan_only": True} if plan else {})})
     open_store(cfg.store)  # fails early, with a clear message, when the store is unreachable
     prep = T.prepare(cfg)
     if "skip" in prep:
         return T.write_skipped(cfg, prep["skip"])
+    if cfg.synth.plan_only:   # `primer synthesize --plan`: the plan, nothing sent
+        return T.plan_requests(cfg, prep["topics"], prep["pools"])
     if "reuse" in prep:
         return prep["reuse"]
     topics = T.expand_topics(cfg, prep["topics"])
     textbooks = T.generate_textbooks(cfg, topics["topics"])
-    exercises = T.generate_exercises(cfg, prep["pools"])
+    exercises = T.generate_exercises(cfg, prep["pools"], topics["topics"])
     exercises = {**exercises, "rows": T.verify_exercises(cfg, exercises["rows"])}
     variants = T.generate_variants(cfg, exercises["rows"], prep["pools"])
     inputs = {"topics_sha256": prep["topics_sha"], "exercise_topics_sha256": prep["pools_sha"]}

@@ -50,6 +50,7 @@ _NET = {"retries": 2, "retry_delay_seconds": 10, "retry_condition_fn": _retry_tr
 _LOCAL = {"cache_policy": NO_CACHE}
 
 prepare = task(name="synth-prepare", **_LOCAL)(stage.prepare)
+plan_requests = task(name="synth-plan", **_LOCAL)(stage.plan_requests)
 write_skipped = task(name="synth-write-skipped", **_LOCAL)(stage.write_skipped)
 expand_topics = task(name="synth-expand-topics", **_NET)(stage.expand_topics)
 generate_textbooks = task(name="synth-textbooks", **_NET)(stage.generate_textbooks)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import random
 import re
 from dataclasses import dataclass
@@ -81,8 +82,8 @@ def load_exercise_topics(uri: str = "", store_cfg: Any = None) -> tuple[dict[str
 
 def textbook_plan(topics: list[Topic], audiences: list[str], styles: list[str], n: int,
                   seed: int) -> list[dict[str, Any]]:
-    """n items of (topic, audience, style, sample_index): a seeded order of all combinations, repeated with
-    a new sample index once exhausted. Consecutive items cover different topics first."""
+    """Up to n items of (topic, audience, style): a seeded order of the distinct combinations (never more:
+    an identical prompt is never sent twice). Consecutive items cover different topics first."""
     if n <= 0 or not topics:
         return []
     rng = random.Random(seed)
@@ -99,9 +100,9 @@ def textbook_plan(topics: list[Topic], audiences: list[str], styles: list[str], 
     for i in range(max(len(v) for v in by_topic.values())):
         interleaved += [by_topic[t][i] for t in order if i < len(by_topic[t])]
     plan = []
-    for j in range(n):
-        ti, aud, sty = interleaved[j % len(interleaved)]
-        plan.append({"topic": topics[ti], "audience": aud, "style": sty, "sample_index": j // len(interleaved)})
+    for j in range(min(n, len(interleaved))):   # never an exact-repeat prompt: at most every combination once
+        ti, aud, sty = interleaved[j]
+        plan.append({"topic": topics[ti], "audience": aud, "style": sty, "sample_index": 0})
     return plan
 
 
@@ -115,9 +116,9 @@ def exercise_plan(pools: dict[str, list[str]], n: int, seed: int) -> list[dict[s
     names = [f"{v}_{w}" for v in pools["verbs"] for w in pools["nouns"]]
     rng.shuffle(names)
     plan = []
-    for j in range(n):
-        plan.append({"topic": topics[j % len(topics)], "function_name": names[j % len(names)],
-                     "sample_index": j // len(names)})
+    distinct = math.lcm(len(topics), len(names))   # (topic, name) pairs repeat after this many: never resent
+    for j in range(min(n, distinct)):
+        plan.append({"topic": topics[j % len(topics)], "function_name": names[j % len(names)], "sample_index": 0})
     return plan
 
 
@@ -128,6 +129,11 @@ def subtopic_messages(topic: Topic, k: int) -> list[dict[str, str]]:
             {"role": "user", "content": (
                 f'List {k} distinct, specific subtopics of "{topic.name}" (chapter: {topic.chapter}) for a '
                 f"Python programming textbook. One subtopic per line, no numbering, no other text.")}]
+
+
+def normalize_topic(name: str) -> list[str]:
+    """Lower-case words of a topic name: two names with the same words are the same topic."""
+    return re.findall(r"[a-z0-9]+", name.lower())
 
 
 def parse_subtopics(text: str | None, k: int) -> list[str]:

@@ -70,8 +70,20 @@ def prepare(cfg: PrimerConfig) -> dict[str, Any]:
     if out.is_complete():
         manifest = out.read_manifest()
         if not manifest.get("partial"):
-            return {"reuse": out.uri, "key": key, "manifest": manifest}
+            return {"reuse": out.uri, "key": key, "manifest": manifest, "topics": topics, "pools": pools}
     return {"key": key, "topics": topics, "pools": pools, "topics_sha": topics_sha, "pools_sha": pools_sha}
+
+
+def plan_requests(cfg: PrimerConfig, topics: list[P.Topic], pools: dict[str, list[str]]) -> str:
+    """The plan as markdown (also published as the `synthesize-plan` artifact); sends nothing."""
+    from tasks.synth.plan import build_plan, render
+
+    teacher = make_teacher(cfg)
+    p, c = teacher.ledger.totals()
+    text = render(build_plan(cfg, topics, pools, p + c, teacher.cost(p, c)))
+    dashboard.markdown("synthesize-plan", text, description="Synthesize: requests, tokens, cost and budget")
+    log.info("%s", text)
+    return text
 
 
 def write_skipped(cfg: PrimerConfig, reason: str) -> str:
@@ -105,28 +117,48 @@ def _answer_drop(answer: Any) -> str:
 # ---- phases --------------------------------------------------------------------------------------------
 
 def expand_topics(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
-    """Seed topics, or (subtopics_per_topic > 0) the teacher's subtopics of each (seed kept if none)."""
-    k = cfg.synth.subtopics_per_topic
-    if k <= 0:
+    """Seed topics, or the teacher's topic tree: each level of `synth.fanout()` asks for that many
+    subtopics of every node of the level above (a node with none stays a leaf). Leaves are deduplicated by
+    normalised name, so the plan counts distinct topics."""
+    fanout = cfg.synth.fanout()
+    if not fanout:
         return {"topics": topics, "usage": asdict(TeacherUsage()), "drops": []}
     teacher = make_teacher(cfg)
     teacher.phase = "topics"
-    reqs = [teacher.request(P.subtopic_messages(t, k), meta={"topic": t.label}) for t in topics]
-    answers = teacher.run_sync(reqs)
-    leaves, drops = [], []
-    for t, a in zip(topics, answers):
-        subs = P.parse_subtopics(a.text, k) if a.ok else []
-        if not subs:
-            drops.append(_drop(f"topic-{a.key[:16]}", "topic", t.label,
-                               "no_subtopics" if a.ok else _answer_drop(a), a.error or (a.text or "")[:200]))
-            leaves.append(t)
-        leaves += [P.Topic(t.chapter, s, parent=t.name) for s in subs]
-    return {"topics": leaves, "usage": asdict(teacher.last_run), "drops": drops}
+    usage, drops, level, seen = TeacherUsage(), [], [], set()
+    for t in topics:   # duplicate seed names expand once
+        norm = " ".join(P.normalize_topic(t.name))
+        if norm not in seen:
+            seen.add(norm)
+            level.append(t)
+    for k in fanout:
+        reqs = [teacher.request(P.subtopic_messages(t, k), meta={"topic": t.label}) for t in level]
+        answers = teacher.run_sync(reqs)
+        usage.add(teacher.last_run)
+        nxt: list[P.Topic] = []
+        for t, a in zip(level, answers):
+            subs = P.parse_subtopics(a.text, k) if a.ok else []
+            fresh = []
+            for sub in subs:
+                norm = " ".join(P.normalize_topic(sub))
+                if norm not in seen:
+                    seen.add(norm)
+                    fresh.append(P.Topic(t.chapter, sub, parent=t.name))
+            if subs and not fresh:   # everything it offered is already in the tree: covered elsewhere
+                drops.append(_drop(f"topic-{a.key[:16]}", "topic", t.label, "duplicate_subtopics"))
+            elif not fresh:
+                drops.append(_drop(f"topic-{a.key[:16]}", "topic", t.label,
+                                   "no_subtopics" if a.ok else _answer_drop(a), a.error or (a.text or "")[:200]))
+                nxt.append(t)
+            nxt += fresh
+        level = nxt
+    return {"topics": level, "usage": asdict(usage), "drops": drops}
 
 
 def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
     s = cfg.synth
-    plan = P.textbook_plan(topics, s.audiences, s.styles, s.textbooks, s.seed)
+    n = -(-s.textbook_tokens // s.tokens_per_textbook) if s.textbook_tokens else s.textbooks
+    plan = P.textbook_plan(topics, s.audiences, s.styles, n, s.seed)
     teacher = make_teacher(cfg)
     teacher.phase = "textbooks"
     reqs = [teacher.request(P.textbook_messages(item), sample_index=item["sample_index"]) for item in plan]
@@ -160,8 +192,12 @@ def _exercise_row(cfg: PrimerConfig, ex: Any, key: str, topic: str, prefix: str 
             "variant_of": variant_of, "model": cfg.teacher.model, "request_key": key}
 
 
-def generate_exercises(cfg: PrimerConfig, pools: dict[str, list[str]]) -> dict[str, Any]:
-    plan = P.exercise_plan(pools, cfg.synth.exercises, cfg.synth.seed)
+def generate_exercises(cfg: PrimerConfig, pools: dict[str, list[str]],
+                       leaves: list[P.Topic] | None = None) -> dict[str, Any]:
+    if cfg.synth.exercise_topics_from_tree and leaves:   # more distinct exercise prompts at scale
+        pools = {**pools, "topics": list(dict.fromkeys(pools["topics"] + [t.name for t in leaves]))}
+    n = -(-cfg.synth.exercise_tokens // cfg.synth.tokens_per_exercise) if cfg.synth.exercise_tokens else cfg.synth.exercises
+    plan = P.exercise_plan(pools, n, cfg.synth.seed)
     teacher = make_teacher(cfg)
     teacher.phase = "exercises"
     reqs = [teacher.request(P.exercise_messages(item), sample_index=item["sample_index"]) for item in plan]
