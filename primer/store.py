@@ -227,7 +227,7 @@ class ArtifactStore:
         manifest = self.read_json(manifest_uri)
         if stage and manifest.get("stage") != stage:
             raise StoreError(f"{uri}: expected a {stage} output, found a {manifest.get('stage')!r} output")
-        return Output(uri=uri, manifest=manifest)
+        return Output(uri=uri, manifest={**manifest, "uri": uri})
 
     # ---- small objects ------------------------------------------------------------------------------
     def exists(self, uri: str) -> bool:
@@ -311,7 +311,9 @@ class StageOutput:
     def read_manifest(self) -> dict[str, Any]:
         if not self.is_complete():
             raise StoreError(f"{self.uri}: incomplete output (no {MANIFEST}); re-run the stage that writes it")
-        return self.store.read_json(self.manifest_uri)
+        # `uri` names where the output lives in THIS store: the recorded one is where it was written, and a
+        # store copied elsewhere (another folder, S3) must hand its own location downstream.
+        return {**self.store.read_json(self.manifest_uri), "uri": self.uri}
 
     def clean_partial(self) -> int:
         """Remove leftovers of a crashed writer (temporary files, files of an unfinished attempt)."""
