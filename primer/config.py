@@ -75,20 +75,24 @@ def _type_name(tp: Any) -> str:
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 
-def _coerce(value: Any, tp: Any, path: str) -> Any:
-    """Turn a parsed YAML/JSON value into `tp`, or raise ConfigError naming `path`."""
+def _coerce(value: Any, tp: Any, path: str, base: Any = None) -> Any:
+    """Turn a parsed YAML/JSON value into `tp`, or raise ConfigError naming `path`.
+
+    `base` is the value the field has without this setting (for a section: its default_factory's
+    instance): a partial mapping is merged into it, so `train.finetune.max_steps=10` keeps finetune's own
+    lr/warmup instead of falling back to the PhaseConfig class defaults."""
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
         if value is None:
             return None
-        return _coerce(value, args[0], path)
+        return _coerce(value, args[0], path, base)
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
         if not isinstance(value, dict):
             raise ConfigError(f"{path}: expected a mapping for {tp.__name__}, got {value!r}")
-        return _build(tp, value, path)
+        return _build(tp, value, path, base if isinstance(base, tp) else None)
     if origin is list:
         (item_tp,) = typing.get_args(tp)
         if isinstance(value, (str, dict)) and item_tp is SourceSpec:
@@ -138,15 +142,22 @@ def _unknown_key(cls: type, key: str, path: str) -> ConfigError:
     return ConfigError(f"{path}{'.' if path else ''}{key}: no such setting{hint}")
 
 
-def _build(cls: type, data: dict[str, Any], path: str = "") -> Any:
+def _build(cls: type, data: dict[str, Any], path: str = "", base: Any = None) -> Any:
+    """A `cls` instance from `data`, merged into `base` (or the class's own defaults when it has them):
+    nested sections start from the field's default_factory value, not from their class defaults."""
     hints = typing.get_type_hints(cls)
+    if base is None:
+        try:
+            base = cls()
+        except TypeError:  # a required field (no default): built from `data` alone below
+            base = None
     kwargs = {}
     for key, value in data.items():
         if key not in hints:
             raise _unknown_key(cls, key, path)
-        kwargs[key] = _coerce(value, hints[key], f"{path}.{key}" if path else key)
+        kwargs[key] = _coerce(value, hints[key], f"{path}.{key}" if path else key, getattr(base, key, None))
     try:
-        return cls(**kwargs)
+        return dataclasses.replace(base, **kwargs) if base is not None else cls(**kwargs)
     except TypeError as e:  # a required field (no default) is missing
         raise ConfigError(f"{path or cls.__name__}: {e}") from None
 

@@ -18,14 +18,21 @@ from typing import Any
 
 import numpy as np
 
-from primer.shards import load_manifest, read_difficulty, read_shard_bytes
+import pyarrow.parquet as pq
+
+from primer.shards import DIFFICULTY, load_manifest, read_shard_bytes
 from primer.store import ArtifactStore
+
+# Curriculum order visits rows by difficulty, i.e. across all shards at once: up to this many bytes of a
+# split's shards stay cached so each shard is read about once per epoch, as in shuffle order.
+CURRICULUM_CACHE_BYTES = 2 << 30
 
 
 class ShardRows:
     """Random access to the rows of one split of a token-shard output, with a small shard cache."""
 
     def __init__(self, store: ArtifactStore, uri: str, split: str, cache_shards: int = 4):
+        self.reads = 0  # whole-shard reads, for tests and benchmarks
         self.store, self.uri = store, uri.rstrip("/")
         self.manifest: dict[str, Any] = load_manifest(store, self.uri)
         info = self.manifest["splits"][split]
@@ -47,15 +54,28 @@ class ShardRows:
             self._cache.move_to_end(index)
             return self._cache[index]
         rows = read_shard_bytes(self.store.read_bytes(f"{self.uri}/{self.shards[index]}"))
+        self.reads += 1
         self._cache[index] = rows
         if len(self._cache) > self._cache_shards:
             self._cache.popitem(last=False)
         return rows
 
     def difficulty(self) -> np.ndarray:
-        """float32 [n_rows]: every row's difficulty (reads one small column of each shard)."""
-        parts = [read_difficulty(self.store.read_bytes(f"{self.uri}/{name}")) for name in self.shards]
+        """float32 [n_rows]: every row's difficulty. Parquet column projection: only the footer and the
+        difficulty column's pages are fetched (ranged reads on S3), never the token ids."""
+        parts = []
+        for name in self.shards:
+            with self.store.fs.open(self.store.to_path(f"{self.uri}/{name}"), "rb") as f:
+                table = pq.read_table(f, columns=[DIFFICULTY])
+            parts.append(table.column(DIFFICULTY).to_numpy().astype(np.float32))
         return np.concatenate(parts) if parts else np.zeros(0, np.float32)
+
+    def cache_whole_split(self, budget_bytes: int = CURRICULUM_CACHE_BYTES) -> bool:
+        """Keep every shard once read (when the split fits the budget): for orders without shard locality."""
+        if self.n_rows * self.seq_len * 4 > budget_bytes:
+            return False
+        self._cache_shards = max(self._cache_shards, len(self.shards))
+        return True
 
     def row(self, i: int) -> np.ndarray:
         shard, offset = divmod(i, self.rows_per_shard)
@@ -69,6 +89,8 @@ class RowOrder:
         if mode not in ("shuffle", "sequential", "curriculum"):
             raise ValueError(f"data_order: unknown mode {mode!r}")
         self.rows, self.seed, self.mode = rows, seed, mode
+        if mode == "curriculum":
+            rows.cache_whole_split()
         self._epoch, self._order = -1, np.arange(0)
 
     def order(self, epoch: int) -> np.ndarray:

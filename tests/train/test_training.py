@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
+import os
 
 import numpy as np
 import pytest
 import torch
 
 from primer.config import PackConfig, SourceSpec, load_config
+from primer.settings.train import PhaseConfig
+from primer.training.spec import TrainSpec
 from primer.store import open_store
 from primer.training.data import ShardRows, eval_batches
 from tasks.pack import pack_documents
 from tasks.sources import resolve_source
 from tasks.train import build_spec, launch, run_summary
+
+# Every training program these tests start runs under the collectives checker (primer/training/collectives.py):
+# a metric reduced with torch.distributed directly, or on the wrong device, fails the run on CPU.
+os.environ["PRIMER_STRICT_COLLECTIVES"] = "1"
 
 MODEL = {"n_layer": 2, "d_model": 64, "n_head": 4, "d_mlp": 128, "rotary_dim": 8}
 
@@ -69,14 +77,14 @@ def _val_loss_from_weights(store, manifest, spec):
 
     from model import ModelConfig, PhiLM
 
-    model = PhiLM(ModelConfig.from_dict(spec["model"]))
-    model.load_state_dict(load(store.read_bytes(manifest["weights"])))
+    model = PhiLM(ModelConfig.from_dict(spec.model))
+    model.load_state_dict(load(store.read_bytes(store.resolve(manifest["weights"]))))
     model.eval()
-    rows = ShardRows(store, spec["shards"], "val")
+    rows = ShardRows(store, store.resolve(spec.shards), "val")
     total = n = 0.0
     with torch.no_grad():
         for rank in range(2):
-            for batch in eval_batches(rows, spec["phase_config"]["eval_batches"], spec["phase_config"]["micro_batch"], rank, 2):
+            for batch in eval_batches(rows, spec.phase_config.eval_batches, spec.phase_config.micro_batch, rank, 2):
                 x = torch.from_numpy(batch)
                 _, loss = model(x[:, :-1], x[:, 1:])
                 total += loss.item() * x[:, 1:].numel()
@@ -114,7 +122,7 @@ def test_kill_after_a_checkpoint_then_resume_matches_uninterrupted(zero2_run, sh
     with pytest.raises(Killed):
         _run(ov, kill_at_first_checkpoint)
     _, store, spec, events = _run(ov)
-    assert spec["run_key"] == zero2_run["spec"]["run_key"] and cfg_a.store.root != ov["store.root"]
+    assert spec.run_key == zero2_run["spec"].run_key and cfg_a.store.root != ov["store.root"]
     resumed = [e for e in events if e["event"] == "resume"]
     assert resumed and resumed[0]["step"] == 4
     after, reference = losses(events), losses(zero2_run["events"])
@@ -141,7 +149,7 @@ def test_bf16_trains_on_cpu_close_to_fp32(zero2_run, shards, tmp_path):
     ov = overrides(root, uri, str(tmp_path / "local"), **{"train.dtype": "bf16", "train.pretrain.save_every": 12})
     _, _, spec, events = _run(ov)
     ls, fp32 = losses(events), losses(zero2_run["events"])
-    assert spec["dtype"] == "bf16" and sorted(ls) == list(range(1, 13))
+    assert spec.dtype == "bf16" and sorted(ls) == list(range(1, 13))
     assert np.mean([ls[10], ls[11], ls[12]]) < ls[1] - 0.3, ls
     assert ls != fp32  # really ran in another precision ...
     for s in ls:  # ... and followed the fp32 run (same data, schedule and init) closely
@@ -169,8 +177,8 @@ def test_finetune_starts_from_pretrained_weights_with_its_own_schedule(prefect_h
     assert steps[0]["step"] == 1 and steps[0]["lr"] == pytest.approx(1e-4 / 2)
     # the starting weights are the pretraining checkpoint's: same loss on the same validation rows
     step0 = [e for e in events if e["event"] == "eval" and e["step"] == 0][0]
-    spec = {**zero2_run["spec"], "shards": uri, "phase_config": {**zero2_run["spec"]["phase_config"],
-                                                                 "eval_batches": 2, "micro_batch": 4}}
+    spec = dataclasses.replace(zero2_run["spec"], phase_config=dataclasses.replace(
+        zero2_run["spec"].phase_config, eval_batches=2, micro_batch=4))
     assert step0["val_loss"] == pytest.approx(_val_loss_from_weights(store, start, spec), abs=1e-5)
 
     from tests.conftest import flow_artifacts
@@ -180,6 +188,7 @@ def test_finetune_starts_from_pretrained_weights_with_its_own_schedule(prefect_h
     assert set(found) == set(keys)
     assert "data:image/png;base64," in found["train-finetune-summary"].data
     assert store.exists(store.uri("train", ft["run_key"], "loss.png"))
+    assert "MFU" in found["train-finetune-summary"].data and "tok/s per device" in found["train-finetune-summary"].data
 
 
 def test_fp16_on_a_cpu_node_fails_before_spawning_any_rank(monkeypatch):
@@ -189,6 +198,7 @@ def test_fp16_on_a_cpu_node_fails_before_spawning_any_rank(monkeypatch):
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     monkeypatch.setattr("subprocess.Popen", lambda *a, **k: pytest.fail("a rank was spawned"))
     with pytest.raises(ConfigError, match=r"train.dtype=fp16: no CUDA device .* train.dtype=bf16"):
-        launch({"dtype": "fp16"}, 2, "deepspeed")
+        launch(TrainSpec(phase="pretrain", phase_config=PhaseConfig(), model={}, shards="", shards_hash="",
+                         dtype="fp16"), 2, "deepspeed")
     check_precision("bf16")  # bf16 and fp32 train on CPU (DeepSpeed casts the parameters)
     check_precision("fp16", hostfile="/etc/primer/hosts")  # the ranks run on the hostfile's nodes
