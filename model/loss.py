@@ -28,7 +28,10 @@ def _chunk_rows(n_rows: int, vocab: int, device: torch.device) -> int:
     """Rows per chunk: ~4 MB of fp32 logits on CPU (stays in L2/L3), ~256 MB on GPU (few launches),
     but never fewer than 128 rows so the GEMMs stay efficient."""
     budget = (1 << 20) if device.type == "cpu" else (1 << 26)  # elements
-    return max(1, min(n_rows, max(128, budget // vocab)))
+    # A large vocab makes each chunk's grad_w update a pass over the whole (V, C) fp32 gradient: fewer,
+    # taller chunks (>= 512 rows) halved the fused head's time at d 1024 / vocab 51200 / 2048 rows on CPU.
+    floor = 512 if vocab >= 16384 else 128
+    return max(1, min(n_rows, max(floor, budget // vocab)))
 
 
 def _compute_dtype(h: torch.Tensor, weight: torch.Tensor) -> torch.dtype:
