@@ -154,11 +154,31 @@ def launch(spec: TrainSpec, nproc: int, launcher: str, hostfile: str = "",
     return events
 
 
+def kill_tree(proc: subprocess.Popen, sig: int = signal.SIGKILL) -> None:
+    """Signal the launcher's process group and every descendant: torchrun starts its ranks in sessions of
+    their own, so killing the group alone would leave them running. (psutil comes with DeepSpeed.)"""
+    import psutil
+
+    try:
+        children = psutil.Process(proc.pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        children = []
+    for p in [*children]:
+        try:
+            p.send_signal(sig)
+        except psutil.NoSuchProcess:
+            pass
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        pass
+
+
 def _kill_group(proc: subprocess.Popen) -> None:
     for sig in (signal.SIGTERM, signal.SIGKILL):
+        kill_tree(proc, sig)
         try:
-            os.killpg(proc.pid, sig)
             proc.wait(timeout=10)
             return
-        except (ProcessLookupError, subprocess.TimeoutExpired):
+        except subprocess.TimeoutExpired:
             continue
