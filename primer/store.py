@@ -220,13 +220,15 @@ class ArtifactStore:
         and what to re-run when it is incomplete or, with `stage`, when it is another stage's output."""
         uri = self.resolve(uri).rstrip("/")
         manifest_uri = f"{uri}/{MANIFEST}"
-        what = f"{stage} output" if stage else "stage output"
         if not self.exists(manifest_uri):
-            raise StoreError(f"{uri}: incomplete or missing {what} (no {MANIFEST}); re-run "
+            what = f"the {stage} output" if stage else "this output"
+            raise StoreError(f"{uri}: incomplete output (no {MANIFEST}): {what} is missing or unfinished; re-run "
                              f"{'`primer ' + stage + '`' if stage else 'the stage that writes it'}")
         manifest = self.read_json(manifest_uri)
         if stage and manifest.get("stage") != stage:
             raise StoreError(f"{uri}: expected a {stage} output, found a {manifest.get('stage')!r} output")
+        # `uri` names where the output lives in THIS store: the recorded one is where it was written, and a
+        # store copied elsewhere (another folder, S3) must hand its own location downstream.
         return Output(uri=uri, manifest={**manifest, "uri": uri})
 
     # ---- small objects ------------------------------------------------------------------------------
@@ -309,11 +311,8 @@ class StageOutput:
         return self.store.exists(self.manifest_uri)
 
     def read_manifest(self) -> dict[str, Any]:
-        if not self.is_complete():
-            raise StoreError(f"{self.uri}: incomplete output (no {MANIFEST}); re-run the stage that writes it")
-        # `uri` names where the output lives in THIS store: the recorded one is where it was written, and a
-        # store copied elsewhere (another folder, S3) must hand its own location downstream.
-        return {**self.store.read_json(self.manifest_uri), "uri": self.uri}
+        """This output's manifest, through the store's one reader (its `uri` is where it lives here)."""
+        return self.store.read_output(self.uri).manifest
 
     def clean_partial(self) -> int:
         """Remove leftovers of a crashed writer (temporary files, files of an unfinished attempt)."""
