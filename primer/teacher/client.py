@@ -34,7 +34,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
 from primer import dashboard, secrets
-from primer.errors import PrimerError
+from primer.errors import ConfigError, PrimerError
 from primer.settings.synth import TeacherConfig
 from primer.teacher.ledger import Ledger
 
@@ -101,11 +101,17 @@ class TeacherUsage:
     ledger_cost_usd: float | None = 0.0
     wall_s: float = 0.0
     stopped: str | None = None
+    batches: int = 0             # batch mode: batches submitted by this run
+    batches_resumed: int = 0     # batch mode: batches of an earlier (killed) run resumed by their id
+    batch_errors: dict[str, int] = field(default_factory=dict)   # batch mode: failed lines per reason
 
     def add(self, other: "TeacherUsage") -> None:
         for k, v in asdict(other).items():
             if k == "stopped":
                 self.stopped = v or self.stopped
+            elif k == "batch_errors":
+                for reason, n in v.items():
+                    self.batch_errors[reason] = self.batch_errors.get(reason, 0) + n
             elif k in ("ledger_tokens", "ledger_cost_usd"):   # snapshots of a growing ledger: the latest
                 mine = getattr(self, k)                          # is the largest (a phase with no teacher
                 setattr(self, k, v if mine is None or (v is not None and v > mine) else mine)  # reports 0)
@@ -120,6 +126,7 @@ class TeacherUsage:
         d["ledger_cost_usd"] = "unknown price" if self.ledger_cost_usd is None else round(self.ledger_cost_usd, 6)
         d["wall_s"] = round(self.wall_s, 3)
         d["stopped"] = self.stopped or ""
+        d["batch_errors"] = ", ".join(f"{r}: {n}" for r, n in sorted(self.batch_errors.items()))
         return [{"metric": "model", "value": model}] + [{"metric": k, "value": v} for k, v in d.items()]
 
 
@@ -149,6 +156,39 @@ def _retry_after(headers: Any) -> float | None:
             return max(0.0, when.timestamp() - time.time())
         except (TypeError, ValueError):
             return None
+
+
+def refusal_message(cfg: TeacherConfig, status: int, detail: str) -> str | None:
+    """The one-line reason to stop at once for a 401/403 (credentials) or 404 (model); None otherwise."""
+    where = cfg.resolved_base_url() or "the OpenAI API"
+    if status in (401, 403):
+        return (f"teacher: the endpoint refused our credentials ({detail}) at {where}; check "
+                f"${cfg.api_key_env} or teacher.secret_block")
+    if status == 404:
+        return f"teacher: model {cfg.model!r} not found at {where} ({detail}); fix teacher.model (or teacher.base_url)"
+    return None
+
+
+def status_detail(e: Any) -> str:
+    """`HTTP <status>: <message>` of an SDK status error, secrets masked, one line."""
+    return f"HTTP {e.status_code}: {secrets.redact(str(getattr(e, 'message', e)))[:300]}".replace("\n", " ")
+
+
+def parse_completion(data: Any, api: str, messages: list[dict[str, Any]]) -> tuple[str, int, int, str | None]:
+    """(text, prompt_tokens, completion_tokens, finish_reason) of an OpenAI answer body; raises KeyError,
+    IndexError, TypeError, AttributeError or ValueError on a malformed one. Usage is estimated (characters
+    / 4) when the server omits it, so budgets still work."""
+    choice = data["choices"][0]
+    text = choice["message"]["content"] if api == "chat" else choice["text"]
+    if text is not None and not isinstance(text, str):
+        raise TypeError("content is not a string")
+    finish = choice.get("finish_reason")
+    usage = data.get("usage") or {}
+    pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+    text = text or ""
+    if not usage:
+        pt, ct = _prompt_chars(messages) // 4 + 1, len(text) // 4 + 1
+    return text, pt, ct, finish
 
 
 def _prompt_chars(messages: list[dict[str, Any]]) -> int:
@@ -206,11 +246,29 @@ class Teacher:
         return TeacherRequest(key=request_key(self.cfg.model, messages, full, sample_index), messages=messages,
                               params=full, meta=dict(meta or {}))
 
+    def body(self, req: TeacherRequest) -> tuple[str, dict[str, Any]]:
+        """(path under the base URL, JSON body) of one request; the batch mode sends the same bodies."""
+        body: dict[str, Any] = {"model": self.cfg.model, **self.cfg.sampling(), **req.params}
+        if self.cfg.api == "chat":
+            return "/chat/completions", {**body, "messages": req.messages}
+        return "/completions", {**body, "prompt": "\n\n".join(str(m.get("content", "")) for m in req.messages)}
+
     # ---- money -------------------------------------------------------------------------------------
-    def cost(self, prompt_tokens: int, completion_tokens: int) -> float | None:
+    def cost(self, prompt_tokens: int, completion_tokens: int, mode: str | None = None) -> float | None:
+        """USD at the price of `mode` (default: the configured teacher.mode); batch = x teacher.batch_discount."""
         if self._price is None:
             return None
-        return (prompt_tokens * self._price[0] + completion_tokens * self._price[1]) / 1e6
+        scale = self.cfg.batch_discount if (mode or self.cfg.mode) == "batch" else 1.0
+        return scale * (prompt_tokens * self._price[0] + completion_tokens * self._price[1]) / 1e6
+
+    def ledger_cost(self) -> float | None:
+        """USD of every answer in the ledger, each at the price of the mode that paid for it (batch answers
+        carry `"mode": "batch"`); without a ledger, what this Teacher spent."""
+        if self.ledger is None:
+            return self.cost(self.usage.prompt_tokens, self.usage.completion_tokens)
+        by_mode = self.ledger.totals_by_mode()
+        costs = [self.cost(p, c, mode) for mode, (p, c) in by_mode.items()]
+        return None if self._price is None else sum(x or 0.0 for x in costs)
 
     def _worst_case(self, req: TeacherRequest) -> tuple[int, int]:
         prompt = _prompt_chars(req.messages) // 2 + 8 * len(req.messages) + 8
@@ -242,40 +300,22 @@ class Teacher:
     async def run(self, requests: list[TeacherRequest],
                   progress: Callable[[int, int], None] | None = None) -> list[TeacherAnswer]:
         """Answer every request (order preserved). Ledger hits are not sent; new answers are committed."""
+        if self.cfg.mode == "batch":   # never pay online what was configured to go through the Batch API
+            raise ConfigError("teacher.mode=batch: this Teacher sends online; build it with "
+                              "primer.teacher.open_teacher(cfg, ledger), which picks the batch client")
         t0 = time.monotonic()
         usage = TeacherUsage()
-        answers: dict[str, TeacherAnswer] = {}
         ledger = self.ledger
         if ledger is not None:
             await asyncio.to_thread(ledger.load)
-        todo: list[TeacherRequest] = []
-        seen: set[str] = set()
-        for req in requests:
-            if req.key in seen:
-                continue
-            seen.add(req.key)
-            rec = ledger.get(req.key) if ledger is not None else None
-            if rec is not None:
-                answers[req.key] = TeacherAnswer(key=req.key, text=rec.get("text"), error=None,
-                                                 prompt_tokens=int(rec.get("prompt_tokens") or 0),
-                                                 completion_tokens=int(rec.get("completion_tokens") or 0),
-                                                 cached=True, finish_reason=rec.get("finish_reason"))
-                usage.cached += 1
-            else:
-                todo.append(req)
-        usage.requests = len(seen)
-        total = len(seen)
+        answers, todo = self.split_cached(requests, usage)
+        total = usage.requests
         done = [len(answers)]
         progress = self._with_log_lines(progress, usage, total, len(answers))
         if progress:
             progress(done[0], total)
 
-        if ledger is not None:
-            spent_p, spent_c = await asyncio.to_thread(ledger.totals)
-        else:
-            spent_p, spent_c = self.usage.prompt_tokens, self.usage.completion_tokens
-        state = {"spent_tokens": spent_p + spent_c, "spent_cost": self.cost(spent_p, spent_c) or 0.0,
-                 "reserved_tokens": 0, "reserved_cost": 0.0, "pause_until": 0.0, "fatal": None}
+        state = await asyncio.to_thread(self.budget_state)
 
         if todo:
             client = self._client()
@@ -327,6 +367,37 @@ class Teacher:
         self._finish(usage, t0, ledger)
         return [answers[r.key] for r in requests]
 
+    def split_cached(self, requests: list[TeacherRequest],
+                     usage: TeacherUsage) -> tuple[dict[str, TeacherAnswer], list[TeacherRequest]]:
+        """(answers the ledger already holds, the other requests once each, in order); counts
+        `usage.requests` (unique keys) and `usage.cached`."""
+        answers: dict[str, TeacherAnswer] = {}
+        todo: dict[str, TeacherRequest] = {}
+        for req in requests:
+            if req.key in answers or req.key in todo:
+                continue
+            rec = self.ledger.get(req.key) if self.ledger is not None else None
+            if rec is None:
+                todo[req.key] = req
+                continue
+            answers[req.key] = TeacherAnswer(key=req.key, text=rec.get("text"), error=None,
+                                             prompt_tokens=int(rec.get("prompt_tokens") or 0),
+                                             completion_tokens=int(rec.get("completion_tokens") or 0),
+                                             cached=True, finish_reason=rec.get("finish_reason"))
+            usage.cached += 1
+        usage.requests = len(answers) + len(todo)
+        return answers, list(todo.values())
+
+    def budget_state(self) -> dict[str, Any]:
+        """What the budget is checked against: spent (whole ledger, each answer at its mode's price) and
+        reserved (worst case of requests in flight) tokens and USD."""
+        if self.ledger is not None:
+            spent_p, spent_c = self.ledger.totals()
+        else:
+            spent_p, spent_c = self.usage.prompt_tokens, self.usage.completion_tokens
+        return {"spent_tokens": spent_p + spent_c, "spent_cost": self.ledger_cost() or 0.0,
+                "reserved_tokens": 0, "reserved_cost": 0.0, "pause_until": 0.0, "fatal": None}
+
     def _with_log_lines(self, progress: Callable[[int, int], None] | None, usage: TeacherUsage, total: int,
                         cached: int) -> Callable[[int, int], None]:
         """Wrap `progress` with a log line every `teacher.progress_every_s`: done/total, tokens, $, req/s, ETA."""
@@ -361,7 +432,7 @@ class Teacher:
             p = self.usage.prompt_tokens + usage.prompt_tokens
             c = self.usage.completion_tokens + usage.completion_tokens
         usage.ledger_tokens = p + c
-        usage.ledger_cost_usd = self.cost(p, c)
+        usage.ledger_cost_usd = self.ledger_cost() if ledger is not None else self.cost(p, c)
         self.last_run = usage
         self.usage.add(usage)
 
@@ -408,11 +479,7 @@ class Teacher:
         which cost more CPU than the request itself at high concurrency. Errors are the SDK's exceptions."""
         import openai
 
-        body: dict[str, Any] = {"model": self.cfg.model, **self.cfg.sampling(), **req.params}
-        if self.cfg.api == "chat":
-            path, body["messages"] = "/chat/completions", req.messages
-        else:
-            path, body["prompt"] = "/completions", "\n\n".join(str(m.get("content", "")) for m in req.messages)
+        path, body = self.body(req)
         options = {"headers": {KEY_HEADER: req.key}, "timeout": self.cfg.timeout_s}
         try:
             data = await client.post(path, cast_to=object, body=body, options=options)
@@ -430,19 +497,9 @@ class Teacher:
         except (openai.APIResponseValidationError, ValueError) as e:
             raise _Retry("malformed", f"malformed answer: {type(e).__name__}") from None
         try:
-            choice = data["choices"][0]
-            text = choice["message"]["content"] if self.cfg.api == "chat" else choice["text"]
-            if text is not None and not isinstance(text, str):
-                raise TypeError("content is not a string")
-            finish = choice.get("finish_reason")
-            usage = data.get("usage") or {}
-            pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
+            return parse_completion(data, self.cfg.api, req.messages)
         except (KeyError, IndexError, TypeError, AttributeError, ValueError) as e:
             raise _Retry("malformed", f"malformed answer: {type(e).__name__}") from None
-        text = text or ""
-        if not usage:  # some servers omit usage: estimate so budgets still work
-            pt, ct = _prompt_chars(req.messages) // 4 + 1, len(text) // 4 + 1
-        return text, pt, ct, finish
 
     def _backoff(self, attempt: int) -> float:
         cap = min(self.cfg.backoff_max_s, self.cfg.backoff_base_s * (2 ** attempt))
@@ -473,15 +530,8 @@ class Teacher:
                 except _Retry as e:
                     err = e
                 except openai.APIStatusError as e:
-                    status = e.status_code
-                    detail = f"HTTP {status}: {secrets.redact(str(getattr(e, 'message', e)))[:300]}"
-                    where = self.cfg.resolved_base_url() or "the OpenAI API"
-                    if status in (401, 403):
-                        state["fatal"] = (f"teacher: the endpoint refused our credentials ({detail}) at "
-                                          f"{where}; check ${self.cfg.api_key_env} or teacher.secret_block")
-                    elif status == 404:
-                        state["fatal"] = (f"teacher: model {self.cfg.model!r} not found at {where} ({detail}); "
-                                          "fix teacher.model (or teacher.base_url)")
+                    detail = status_detail(e)
+                    state["fatal"] = refusal_message(self.cfg, e.status_code, detail) or state["fatal"]
                     answer = TeacherAnswer(key=req.key, text=None, error=detail, attempts=attempt)
                     usage.failed += 1
                     return

@@ -1,7 +1,9 @@
 """The teacher ledger: every answer paid for, committed to the artifact store as it arrives.
 
 Layout: `ledgers/<name>/parts/<time_ns>-<pid>-<rand>.jsonl`, one JSON record per answer:
-`{"key", "text", "finish_reason", "prompt_tokens", "completion_tokens", "model", "ts"}`.
+`{"key", "text", "finish_reason", "prompt_tokens", "completion_tokens", "model", "ts"}` (answers of the
+batch mode add `"mode": "batch"` and their `"batch_id"`; its batch records live in
+`ledgers/<name>/batches/`, see primer/teacher/batch.py).
 
 Durability. Every answer is first appended to this writer's local *journal*
 (`<journal_dir>/<host>-<pid>-<rand>.jsonl`, one line, flushed to the OS before `add` returns: a SIGKILL
@@ -158,6 +160,18 @@ class Ledger:
         with self._lock:
             return (sum(int(r.get("prompt_tokens") or 0) for r in recs.values()),
                     sum(int(r.get("completion_tokens") or 0) for r in recs.values()))
+
+    def totals_by_mode(self) -> dict[str, tuple[int, int]]:
+        """`totals()` split by the mode that paid: "online", or "batch" for records with `"mode": "batch"`
+        (priced at the batch price)."""
+        out: dict[str, list[int]] = {}
+        recs = self.load()
+        with self._lock:
+            for r in recs.values():
+                acc = out.setdefault(r.get("mode") or "online", [0, 0])
+                acc[0] += int(r.get("prompt_tokens") or 0)
+                acc[1] += int(r.get("completion_tokens") or 0)
+        return {k: (v[0], v[1]) for k, v in out.items()}
 
     # ---- writing -------------------------------------------------------------------------------------
     def add(self, record: dict[str, Any]) -> bool:

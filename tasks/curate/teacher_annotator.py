@@ -25,7 +25,7 @@ class TeacherAnnotator:
     name = "teacher"
 
     def __init__(self, cfg, teacher_cfg, store):
-        from primer.teacher import Ledger, Teacher
+        from primer.teacher import Ledger, open_teacher
 
         if teacher_cfg is None:
             raise PrimerError("curate.annotator=teacher needs the `teacher` settings")
@@ -37,7 +37,7 @@ class TeacherAnnotator:
         self.cfg, self.teacher_cfg = cfg, teacher_cfg
         ledger = Ledger(store, LEDGER, commit_every=teacher_cfg.ledger_commit_every,
                         commit_interval_s=teacher_cfg.ledger_commit_interval_s) if store is not None else None
-        self.teacher = Teacher(teacher_cfg, ledger)
+        self.teacher = open_teacher(teacher_cfg, ledger)   # online, or the Batch API (teacher.mode=batch)
         self.usage: dict[str, Any] | None = None
 
     def annotate(self, texts: list[str], keys: list[str]) -> list[Annotation]:

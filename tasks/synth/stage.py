@@ -21,7 +21,7 @@ from primer.config import PrimerConfig, fingerprint_fields
 from primer.store import ArtifactStore, content_key, open_store
 from primer.teacher.accounting import accounting as teacher_accounting
 from primer.teacher.accounting import rows as accounting_rows
-from primer.teacher import BUDGET_EXHAUSTED, Ledger, Teacher, TeacherUsage
+from primer.teacher import BUDGET_EXHAUSTED, Ledger, Teacher, TeacherUsage, open_teacher
 from tasks.synth.decontaminate import decontaminate_outputs
 from tasks.synth import prompts as P
 from tasks.synth.quality import dedup, diversity_report
@@ -80,7 +80,7 @@ def plan_requests(cfg: PrimerConfig, topics: list[P.Topic], pools: dict[str, lis
 
     teacher = make_teacher(cfg)
     p, c = teacher.ledger.totals()
-    text = render(build_plan(cfg, topics, pools, p + c, teacher.cost(p, c)))
+    text = render(build_plan(cfg, topics, pools, p + c, teacher.ledger_cost()))
     dashboard.markdown("synthesize-plan", text, description="Synthesize: requests, tokens, cost and budget")
     log.info("%s", text)
     return text
@@ -103,7 +103,7 @@ def make_teacher(cfg: PrimerConfig, store: ArtifactStore | None = None) -> Teach
     ledger = Ledger(store, cfg.synth.ledger, commit_every=cfg.teacher.ledger_commit_every,
                     commit_interval_s=cfg.teacher.ledger_commit_interval_s,
                     journal_dir=cfg.teacher.journal_dir or None)
-    return Teacher(cfg.teacher, ledger)
+    return open_teacher(cfg.teacher, ledger)   # online, or the Batch API for teacher.mode=batch
 
 
 def _drop(rid: str, kind: str, topic: str, reason: str, detail: str = "") -> dict[str, str]:
@@ -315,7 +315,7 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
     usage = _merge_usage(list(phases.values()))
     ledger_p, ledger_c = make_teacher(cfg, store).ledger.totals()   # the whole ledger, read now (not a phase's)
     usage.ledger_tokens = ledger_p + ledger_c
-    usage.ledger_cost_usd = make_teacher(cfg, store).cost(ledger_p, ledger_c)
+    usage.ledger_cost_usd = make_teacher(cfg, store).ledger_cost()   # each answer at its mode's price
     accounting = teacher_accounting(cfg.teacher, phases, usage.ledger_tokens, usage.ledger_cost_usd)
     failed = textbooks.get("failed", 0) + exercises.get("failed", 0) + variants.get("failed", 0)
     diversity = {"textbooks": diversity_report(textbooks["rows"], textbooks.get("topics_requested", [])),
