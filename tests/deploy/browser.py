@@ -17,6 +17,16 @@ FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-
          "--disable-dev-shm-usage", "--window-size=1400,1100"]
 
 
+def chromium_or_skip() -> None:
+    """Skip only where the user asked to (PRIMER_SKIP_BROWSER=1) and no browser is installed; CI has one."""
+    import os
+
+    import pytest
+
+    if not chromium_path() and os.environ.get("PRIMER_SKIP_BROWSER") == "1":
+        pytest.skip("PRIMER_SKIP_BROWSER=1 and no chromium")
+
+
 def chromium_path() -> str | None:
     for name in ("chromium", "chromium-browser", "google-chrome"):
         found = shutil.which(name)
@@ -76,6 +86,15 @@ class Browser:
                 return text
             time.sleep(0.5)
         raise AssertionError(f"page never showed {needles}; it shows:\n{text[:3000]}")
+
+    def open_run_artifacts(self, ui: str, flow_run_id: str, needles: list[str]) -> str:
+        """Open a flow run's page in the Prefect UI, switch to its Artifacts tab and wait for `needles`."""
+        self.goto(f"{ui}/runs/flow-run/{flow_run_id}")
+        self.wait_text(["Artifacts", "Completed"], timeout=90)
+        deadline = time.time() + 30
+        while not self.click("#artifacts") and time.time() < deadline:
+            time.sleep(0.5)
+        return self.wait_text(needles, timeout=60)
 
     def click(self, selector: str) -> bool:
         return bool(self.eval(f"(() => {{ const e = document.querySelector({json.dumps(selector)}); "

@@ -7,7 +7,6 @@ environment appearing nowhere the server stores or the user sees."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import time
@@ -107,19 +106,13 @@ def test_pack_deployment_runs_publishes_artifacts_and_reuses(stack, pack_runs):
 
 
 def test_ui_shows_the_flow_runs_artifacts(stack, pack_runs, tmp_path):
-    from tests.deploy.browser import Browser, chromium_path
+    from tests.deploy.browser import Browser, chromium_or_skip
 
-    if not chromium_path() and os.environ.get("PRIMER_SKIP_BROWSER") == "1":
-        pytest.skip("PRIMER_SKIP_BROWSER=1 and no chromium")
+    chromium_or_skip()
     first, _ = pack_runs
     browser = Browser(tmp_path / "chromium-profile")
     try:
-        browser.goto(f"{stack.ui}/runs/flow-run/{first}")
-        browser.wait_text(["Artifacts", "Completed"], timeout=90)
-        deadline = time.time() + 30
-        while not browser.click("#artifacts") and time.time() < deadline:
-            time.sleep(0.5)
-        text = browser.wait_text(["pack-summary", "pack-sources"], timeout=60)
+        text = browser.open_run_artifacts(stack.ui, first, ["pack-summary", "pack-sources"])
         OUTPUTS.mkdir(exist_ok=True)
         (OUTPUTS / "ui-flow-run-artifacts.html").write_text(browser.html())
         shot = browser.screenshot(OUTPUTS / "ui-flow-run-artifacts.png")

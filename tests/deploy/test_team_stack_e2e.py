@@ -139,7 +139,7 @@ def _artifacts(team: Stack, flow_run_id: str) -> dict[str, dict]:
 
 
 def test_the_pipeline_run_page_tells_the_story(team, pipeline_run, tmp_path):
-    from tests.deploy.browser import Browser, chromium_path
+    from tests.deploy.browser import Browser, chromium_or_skip
 
     arts = _artifacts(team, pipeline_run)
     assert {"pipeline-summary", "pipeline-lineage"} <= set(arts), set(arts)
@@ -152,16 +152,10 @@ def test_the_pipeline_run_page_tells_the_story(team, pipeline_run, tmp_path):
     for run_id in subflow_ids:
         assert team.get(f"/flow_runs/{run_id}")["parent_task_run_id"], "links must point at the subflow runs"
 
-    if not chromium_path() and os.environ.get("PRIMER_SKIP_BROWSER") == "1":
-        pytest.skip("PRIMER_SKIP_BROWSER=1 and no chromium")
+    chromium_or_skip()
     browser = Browser(tmp_path / "chromium-profile")
     try:
-        browser.goto(f"{team.ui}/runs/flow-run/{pipeline_run}")
-        browser.wait_text(["Artifacts", "Completed"], timeout=90)
-        deadline = time.time() + 30
-        while not browser.click("#artifacts") and time.time() < deadline:
-            time.sleep(0.5)
-        browser.wait_text(["pipeline-summary"], timeout=60)
+        browser.open_run_artifacts(team.ui, pipeline_run, ["pipeline-summary"])
         OUTPUTS.mkdir(exist_ok=True)
         browser.screenshot(OUTPUTS / "ui-pipeline-run-artifacts.png")
         browser.goto(f"{team.ui}/artifacts/artifact/{arts['pipeline-summary']['id']}")
