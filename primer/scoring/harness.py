@@ -4,6 +4,7 @@
     run = evaluate(backend, "humaneval", "test", "humaneval", n_samples=1, max_new_tokens=128)
     run.summary      # {"benchmark", "split", "prompt_format", "pass@1", "n_tasks", "sampling": {...}, ...}
     run.samples      # per sample: task_id, sample_index, completion, passed, status, error_kind, duration_s
+    run.run_facts    # measurements (timings, sample durations): a stage keeps them out of its hashed files
 
 The steps are also separate functions (`generate`, `programs_of`, `execute`, `score`), so a stage can run the
 sandbox batches on its task runner (tasks/evaluate) and still get the same records.
@@ -58,8 +59,9 @@ class SampleRecord:
 @dataclass
 class EvalRun:
     samples: list[SampleRecord]
-    summary: dict[str, Any]
+    summary: dict[str, Any]                      # what follows from the model, problems and settings
     prompts: dict[str, str] = field(default_factory=dict)
+    run_facts: dict[str, Any] = field(default_factory=dict)  # measurements of this run: timings, durations
 
     def rows(self) -> list[dict[str, Any]]:
         return [asdict(s) for s in self.samples]
@@ -190,9 +192,20 @@ def score(gen: Generated, results: Sequence[ExecResult], benchmark: str, split: 
     summary = {"benchmark": benchmark, "split": split, "prompt_format": prompt_format, "stop": stop,
                "conventions": conventions_used or {}, "sampling": gen.sampling,
                **summarize(records, greedy=gen.sampling["greedy"], ks=ks),
-               "errors": error_counts(records),
-               "timing_s": {"generate": gen.generate_s, "execute": round(execute_s, 3)}}
-    return EvalRun(records, summary, {p.task_id: p.prompt for p in gen.problems})
+               "errors": error_counts(records)}
+    run_facts = {"timing_s": {"generate": gen.generate_s, "execute": round(execute_s, 3)},
+                 "sample_duration_s": duration_stats(records)}
+    return EvalRun(records, summary, {p.task_id: p.prompt for p in gen.problems}, run_facts)
+
+
+def duration_stats(records: Sequence[SampleRecord], slowest: int = 5) -> dict[str, Any]:
+    """The samples' sandbox wall times in brief (sum, median, max, the slowest few): a run fact."""
+    if not records:
+        return {}
+    ds = sorted(r.duration_s for r in records)
+    top = sorted(records, key=lambda r: -r.duration_s)[:slowest]
+    return {"sum": round(sum(ds), 4), "median": ds[len(ds) // 2], "max": ds[-1],
+            "slowest": [[r.task_id, r.sample_index, r.duration_s] for r in top]}
 
 
 def evaluate(backend, benchmark: str, split: str, prompt_format: str, n_samples: int = 1, *,
@@ -235,13 +248,15 @@ def reference_runtimes(problems: list[Problem], limits: Limits, *, sandbox: Sand
 
 
 def write_parquet(rows: list[dict[str, Any]], path, extra: tuple[str, ...] = ()) -> None:
-    """Per-sample results as Parquet (one row per sample); `extra` integer columns (e.g. a checkpoint step)."""
+    """Per-sample results as Parquet (one row per sample); `extra` integer columns (e.g. a checkpoint step).
+    Only what follows from the inputs: a row's `duration_s` (a measurement) is left out, so the same
+    completions give the same bytes (the stage's content hash); durations are run facts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     schema = pa.schema([("benchmark", pa.string()), ("split", pa.string()), ("prompt_format", pa.string()),
                         ("task_id", pa.string()), ("sample_index", pa.int32()), ("completion", pa.string()),
-                        ("passed", pa.bool_()), ("status", pa.string()), ("error_kind", pa.string()),
-                        ("duration_s", pa.float64())] + [(name, pa.int64()) for name in extra])
+                        ("passed", pa.bool_()), ("status", pa.string()), ("error_kind", pa.string())]
+                       + [(name, pa.int64()) for name in extra])
     table = pa.Table.from_pylist(rows, schema=schema)
     pq.write_table(table, str(path))

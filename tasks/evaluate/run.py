@@ -7,12 +7,15 @@
 `evaluate_model` chains them in-process; the outputs are the same whatever runs the batches. `evaluate/<key>/`:
 
     results.parquet     one row per sample: benchmark, split, prompt_format, task_id, sample_index, completion,
-                        passed, status, error_kind, duration_s
+                        passed, status, error_kind
     summary.json        pass@k per benchmark/format (full and pruned), conventions, stops, sampling, model
                         fingerprint, phi-1 paper reference numbers
     contamination.json  per benchmark task, the nearest training documents by each method (when the release's
                         lineage reaches its training documents)
-    manifest.json       the summary's headline + file list (written last)
+    manifest.json       the summary's headline + file list (written last); its `run` section holds the facts
+                        of this run (timings, sample durations, backend request counts, per-task time limits
+                        measured by the `reference` rule), which stay out of the files, so two runs on the
+                        same model and problems give the same content hash
 
 What is scored (`release`): a release directory or `release/<key>` store URI (backends primer / hf), a
 checkpoint `train/<run>/step-NNNNNN` URI (primer backend), or nothing with `evaluate.backend=openai` (the
@@ -36,11 +39,13 @@ from primer.scoring.conventions import task_time_limit
 from primer.settings.evaluate import EvaluateConfig
 from primer.store import ArtifactStore, content_key
 from tasks.evaluate import contamination as CT
-from tasks.evaluate.model import make_backend, model_identity
+from tasks.evaluate.model import LOCATION_FIELDS, make_backend, model_identity
 from tasks.evaluate.plan import conventions, locate_mbpp, plan, problem_sets
 
 EVAL_VERSION = 2   # 2: conventions (stops named, harness cuts, sanitizer, time limits), pruned scores
 # Settings that do not change results stay out of the key.
+# Backend counters that depend on how the run went (retried requests), not on what was scored: `run` only.
+RUN_ONLY_STATS = ("requests", "retries")
 _NOT_IN_KEY = ("workers", "device", "endpoint", "mbpp_path", "humaneval_path", "humaneval_plus_path",
                "mbpp_plus_path", "exec_batch")
 
@@ -59,6 +64,7 @@ class Prepared:
     notes: list[str] = field(default_factory=list)
     backend_stats: dict[str, Any] = field(default_factory=dict)
     generate_s: float = 0.0
+    task_limits_s: dict[str, float] = field(default_factory=dict)
 
 
 def prepare(store: ArtifactStore, ev: EvaluateConfig, release: str = "", backend=None,
@@ -101,7 +107,7 @@ def prepare(store: ArtifactStore, ev: EvaluateConfig, release: str = "", backend
         programs += programs_of(gen, ev.sanitizer)
         limits += limits_of(gen, base, per_task)
     return Prepared(key, release, None, runs, generated, programs, limits, fingerprint, settings, notes,
-                    dict(getattr(backend, "stats", {}) or {}), round(time.perf_counter() - t0, 3))
+                    dict(getattr(backend, "stats", {}) or {}), round(time.perf_counter() - t0, 3), per_task)
 
 
 # ------------------------------------------------------------------------------------------- execution
@@ -142,13 +148,14 @@ def finish(store: ArtifactStore, ev: EvaluateConfig, prepared: Prepared, results
     flat = [r for batch in results for r in batch]
     out = store.output("evaluate", prepared.key)
     out.clean_partial()
-    summaries, rows, at = [], [], 0
+    summaries, rows, at, run_facts = [], [], 0, {}
     used = conventions(ev)
     for (bench, split, fmt), gen in zip(prepared.runs, prepared.generated):
         part = flat[at:at + len(gen.samples)]
         at += len(gen.samples)
         result = score(gen, part, bench, split, fmt, ks=ev.ks, execute_s=execute_s, conventions_used=used)
         summaries.append(result.summary)
+        run_facts[run_name(result.summary)] = result.run_facts
         rows.extend(result.rows())
         if log:
             log(f"{bench}/{split}/{fmt}: " + ", ".join(f"{k} {v:.3f}" for k, v in result.summary.items()
@@ -167,10 +174,15 @@ def finish(store: ArtifactStore, ev: EvaluateConfig, prepared: Prepared, results
                                                                           if k.startswith("pass@")}}
                                                               if s.get("pruned") else {})}
                 for s in summaries}
-    summary = {"model": prepared.fingerprint, "release": prepared.release or None, "backend": ev.backend,
+    # The files hold what follows from the model, problems and settings; where the model was read from and
+    # what this run measured go in the manifest (the model's location and the `run` section).
+    stats = prepared.backend_stats
+    summary = {"model": {k: v for k, v in prepared.fingerprint.items() if k not in LOCATION_FIELDS},
+               "backend": ev.backend,
                "sampling": summaries[0]["sampling"] if summaries else {}, "limit": ev.limit, "runs": summaries,
                "conventions": used, "headline": headline, "paper": PAPER_SCORES, "settings": prepared.settings,
-               "notes": prepared.notes, "backend_stats": prepared.backend_stats,
+               "notes": prepared.notes,
+               "backend_stats": {k: v for k, v in stats.items() if k not in RUN_ONLY_STATS},
                "contamination": CT.report_header(report)}
     with out.open_local("results.parquet") as local:
         write_parquet(rows, local)
@@ -180,7 +192,10 @@ def finish(store: ArtifactStore, ev: EvaluateConfig, prepared: Prepared, results
     return {**out.commit({"kind": "evaluation", "version": EVAL_VERSION, "model": prepared.fingerprint,
                           "release": prepared.release or None, "headline": headline,
                           "sampling": summary["sampling"], "conventions": used, "limit": ev.limit,
-                          "notes": prepared.notes}), "reused": False}
+                          "notes": prepared.notes,
+                          "run": {"timing_s": {"generate": prepared.generate_s, "execute": round(execute_s, 3)},
+                                  "runs": run_facts, "backend_stats": stats,
+                                  "task_time_limits_s": prepared.task_limits_s}}), "reused": False}
 
 
 def run_name(s: dict[str, Any]) -> str:

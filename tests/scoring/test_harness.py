@@ -136,8 +136,10 @@ def test_sampled_pass_at_k_is_the_unbiased_estimator(sandbox, tmp_path):
     import pyarrow.parquet as pq
 
     t = pq.read_table(tmp_path / "r.parquet")
-    assert t.num_rows == 20 and {"task_id", "prompt_format", "sample_index", "completion", "passed", "error_kind",
-                                 "duration_s"} <= set(t.column_names)
+    assert t.num_rows == 20 and {"task_id", "prompt_format", "sample_index", "completion", "passed",
+                                 "error_kind"} <= set(t.column_names)
+    assert "duration_s" not in t.column_names  # a measurement: run facts, not results
+    assert run.run_facts["sample_duration_s"]["max"] > 0 and "timing_s" not in s
 
 
 def test_cut_at_stops():
