@@ -1,24 +1,34 @@
 """Primer sandbox fork server ("zygote").  Standard library only; started by primer.sandbox.executor as
 
-    python -I -B _zygote.py '<config json>'
+    python -I -B _zygote.py            (its config, with the programs' environment, comes on stdin)
 
 with a scrubbed environment.  It never imports anything from Primer, so no harness state, credential or
 object can leak into the memory of the programs it forks.
 
-Process tree per program (namespace mode):
+Process tree (namespace mode):
 
-    harness ──pipe──► Z (this file: warm, pre-imported, own mount + network namespace)
-                        └─ fork ─► C  supervisor: subreaper, unshare(CLONE_NEWPID), timers, pipes, proof check
-                                     └─ fork ─► P  pid 1 of a fresh PID namespace; setsid, rlimits, unique uid,
-                                                   no_new_privs, runs candidate code + tests
+    harness ─► Z  this process: sets up the network + mount namespaces (read-only host, tmpfs /tmp), forks S,
+               │  then only waits for it
+               └─ S  request server (reads the harness's requests on the pipes it inherited): pid 1 of a PID
+                  │  namespace holding only it and the programs, own mount namespace with a /proc of that
+                  │  namespace; hands each request to P, watches it, checks the proof, kill(-1)s whatever P
+                  │  left, answers
+                  └─ P  one per program, forked *ahead* (right after the previous answer, when nothing of the
+                        previous program is left): session, fds, working dir, rlimits, as root; with the
+                        request: uid switch, no_new_privs, the program
 
-Wire protocol (harness <-> Z): 4-byte big-endian length + UTF-8 JSON, one request then one response.
-Completion proof (P <-> C): after the tests ran to their end, P writes b"F\\n" on its report pipe; only then
-does C draw a fresh random nonce (it exists nowhere before) and send it on the nonce pipe; P must echo it
+Outside a PID namespace (the fallback) Z is the server itself and kills a program's tree by session, uid
+and /proc walk.
+
+Wire protocol (harness <-> server): 4-byte big-endian length + UTF-8 JSON, one request then one response.
+Completion proof (P <-> S): after the tests ran to their end, P writes b"F\\n" on its report pipe; only then
+does S draw a fresh random nonce (it exists nowhere before) and send it on the nonce pipe; P must echo it
 back as b"P<nonce>\\n".  Exit codes, stdout markers and objects inside P count for nothing.
 """
 
 import ctypes
+import fcntl
+import io
 import json
 import os
 import resource
@@ -107,6 +117,7 @@ CAPS = {"root": os.geteuid() == 0, "netns": False, "mountns": False, "pidns": Fa
         "warnings": []}
 SANDBOX_ROOT = None  # directory holding per-program working dirs
 SANDBOX_UID = None   # unique uid programs of this zygote run as (root mode)
+PROGRAM_ENV = {}     # the programs' environment (from the config; plus HOME/TMPDIR/PWD = their working dir)
 
 
 def _remount_all_readonly():
@@ -192,6 +203,7 @@ def _expose_python_paths():
 
 def setup(cfg):
     global SANDBOX_ROOT, SANDBOX_UID
+    PROGRAM_ENV.update(cfg.get("env") or {})
     mode = cfg.get("isolation", "auto")
     CAPS["private_proc"] = bool(cfg.get("private_proc", True))
     disk_mb = int(cfg.get("disk_mb", 64))
@@ -263,48 +275,69 @@ def _audit_no_network(event, args):  # installed in P only when there is no netw
         raise PermissionError(f"network disabled in sandbox ({event})")
 
 
-def run_child(req, workdir, fds):
-    """Runs in P. Never returns."""
-    out_w, err_w, rep_w, non_r = fds
+_HARD_LIMITS = {r: resource.getrlimit(r)[1] for r in (
+    resource.RLIMIT_AS, resource.RLIMIT_DATA, resource.RLIMIT_CPU, resource.RLIMIT_NPROC, resource.RLIMIT_FSIZE,
+    resource.RLIMIT_NOFILE, resource.RLIMIT_CORE, resource.RLIMIT_MEMLOCK, resource.RLIMIT_MSGQUEUE)}
+
+
+def _set_limits(lim):
+    """The program's rlimits (P, still root: a later request with higher limits can raise them again)."""
+    mem = int(lim["memory_mb"]) * 1024 * 1024
+    nproc = int(lim["max_processes"])
+    if not CAPS["setuid"]:
+        # rlimit NPROC counts every process of the real uid: leave room for those already running.
+        nproc += _count_uid_processes(os.getuid())
+    for res, val in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_DATA, mem),
+                     (resource.RLIMIT_CPU, int(lim["cpu_s"])), (resource.RLIMIT_NPROC, nproc),
+                     (resource.RLIMIT_FSIZE, int(lim["max_file_mb"]) * 1024 * 1024),
+                     (resource.RLIMIT_NOFILE, int(lim["max_open_files"])),
+                     (resource.RLIMIT_CORE, 0), (resource.RLIMIT_MEMLOCK, 0),
+                     (resource.RLIMIT_MSGQUEUE, 0)):
+        hard = _HARD_LIMITS[res]  # the fork server's own: what this machine allows
+        if hard != resource.RLIM_INFINITY:
+            val = min(val, hard)
+        try:
+            resource.setrlimit(res, (val, val))
+        except (ValueError, OSError):
+            pass
+
+
+def _death_signal(parent):
+    try:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    except OSError:
+        pass
+    if os.getppid() != parent:  # the server died before the death signal was armed
+        os._exit(0)
+
+
+def run_child(workdir, fds, parent, limits_ahead=None):
+    """Runs in P, forked by the server ahead of its request, while no other program of this server is alive.
+    Never returns. Until the request comes P stays root and does what does not depend on the program: its
+    session, its fds (0 /dev/null, 1/2 stdout/stderr pipes, 3 report pipe, 4 nonce pipe, 5 request pipe),
+    its working dir, and the rlimits of the previous request (usually the same). With the request: the
+    rlimits if they differ, then the uid switch, no_new_privs, the death signal again (the uid switch
+    clears it), and the program. The environment and sys.std* were made once by the server."""
     try:
         os.setsid()
-        if req.get("_own_proc"):
-            try:  # host processes (harness command lines etc.) disappear from view
-                mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
-            except OSError:
-                pass
-        devnull = os.open("/dev/null", os.O_RDONLY)
-        os.dup2(devnull, 0)
-        os.dup2(out_w, 1)
-        os.dup2(err_w, 2)
-        os.dup2(rep_w, 3)
-        os.dup2(non_r, 4)
-        os.closerange(5, 65536)
-        for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGALRM, signal.SIGPIPE, signal.SIGHUP):
-            signal.signal(sig, signal.SIG_DFL)
-        signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # Python's normal default: EPIPE as exception
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        lim = req["limits"]
-        mem = int(lim["memory_mb"]) * 1024 * 1024
-        cpu = int(lim["cpu_s"])
-        nproc = int(lim["max_processes"])
-        if not CAPS["setuid"]:
-            # rlimit NPROC counts every process of the real uid: leave room for those already running.
-            nproc += _count_uid_processes(os.getuid())
-        for res, val in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_DATA, mem),
-                         (resource.RLIMIT_CPU, cpu), (resource.RLIMIT_NPROC, nproc),
-                         (resource.RLIMIT_FSIZE, int(lim["max_file_mb"]) * 1024 * 1024),
-                         (resource.RLIMIT_NOFILE, int(lim["max_open_files"])),
-                         (resource.RLIMIT_CORE, 0), (resource.RLIMIT_MEMLOCK, 0),
-                         (resource.RLIMIT_MSGQUEUE, 0)):
-            try:
-                soft, hard = resource.getrlimit(res)
-                if hard != resource.RLIM_INFINITY:
-                    val = min(val, hard)
-                resource.setrlimit(res, (val, val))
-            except (ValueError, OSError):
-                pass
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 16) for fd in fds]  # above every target: no dup2 clobbers a source
+        high.insert(0, os.open("/dev/null", os.O_RDONLY))
+        for target, fd in enumerate(high):
+            os.dup2(fd, target)
+        os.closerange(len(high), 65536)
         os.chdir(workdir)
+        os.environ["HOME"] = os.environ["TMPDIR"] = os.environ["PWD"] = workdir
+        _death_signal(parent)
+        if limits_ahead is not None:
+            _set_limits(limits_ahead)
+        body = _read_msg(5)
+        if body is None:  # no request: the server is shutting down
+            os._exit(0)
+        os.close(5)
+        req = json.loads(body)
+        del body
+        if req["limits"] != limits_ahead:
+            _set_limits(req["limits"])
         if CAPS["setuid"]:
             os.setgroups([])
             os.setresgid(SANDBOX_UID, SANDBOX_UID, SANDBOX_UID)
@@ -313,22 +346,7 @@ def run_child(req, workdir, fds):
             prctl(PR_SET_NO_NEW_PRIVS, 1)
         except OSError:
             pass
-        try:
-            prctl(PR_SET_PDEATHSIG, signal.SIGKILL)  # after setuid: credential changes clear it
-        except OSError:
-            pass
-        env = dict(req["env"])
-        env["HOME"] = env["TMPDIR"] = env["PWD"] = workdir
-        os.environ.clear()
-        os.environ.update(env)
-        sys.argv = ["<program>"]
-        import io
-        sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
-        sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=False)
-        sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
-                                      errors="backslashreplace", line_buffering=True)
-        sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+        _death_signal(parent)
         if not CAPS["netns"]:
             sys.addaudithook(_audit_no_network)
         code, tests = req["code"], req["tests"]
@@ -449,16 +467,6 @@ def _kill_descendants(root_pid):
         time.sleep(0.002)
 
 
-def _has_children():
-    try:
-        while True:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-            if pid == 0:
-                return True
-    except ChildProcessError:
-        return False
-
-
 def _reap_all(block=True, deadline=None):
     while True:
         try:
@@ -474,65 +482,59 @@ def _reap_all(block=True, deadline=None):
             return False
 
 
-def prepare_supervisor(zygote_pid):
-    """Runs in C before its request exists (C is forked ahead of time, so this is off the critical path):
-    subreaper, parent-death signal, the PID namespace its program will be pid 1 of, a mount namespace for that
-    program's own /proc. Returns (pidns, own_proc)."""
-    prctl(PR_SET_CHILD_SUBREAPER, 1)
-    try:
-        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
-    except OSError:
-        pass
-    if os.getppid() != zygote_pid:  # the fork server died before the death signal was armed
-        os._exit(0)
-    pidns = own_proc = False
-    if CAPS["pidns"]:
-        try:
-            unshare(CLONE_NEWPID)
-            pidns = True
-        except OSError:
-            pass
-    if pidns and CAPS["mountns"] and CAPS.get("private_proc", True):
-        try:
-            unshare(CLONE_NEWNS)  # so P can mount a /proc that shows only its own PID namespace
-            own_proc = True
-        except OSError:
-            pass
-    return pidns, own_proc
+def fork_program(workdir, limits_ahead=None):
+    """Fork P ahead of its request (see run_child), in a fresh working dir. Called only once the previous
+    program and everything it started are dead, so no program runs while the next one is made. Returns
+    (pid, stdout, stderr, report, nonce, request pipe ends the server keeps, working dir)."""
+    os.mkdir(workdir, 0o700)
+    if CAPS["setuid"]:
+        os.chown(workdir, SANDBOX_UID, SANDBOX_UID)
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    rep_r, rep_w = os.pipe()
+    non_r, non_w = os.pipe()
+    req_r, req_w = os.pipe()
+    child_fds = [out_w, err_w, rep_w, non_r, req_r]
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        run_child(workdir, child_fds, parent, limits_ahead)  # closes every fd but its own six
+        os._exit(121)
+    for fd in child_fds:
+        os.close(fd)
+    return pid, out_r, err_r, rep_r, non_w, req_w, workdir
 
 
-def supervise(req, res_w, prepared):
-    """Runs in C. Never returns."""
-    lim = req["limits"]
+def _kill_namespace():
+    """The server is pid 1 of the programs' PID namespace: kill(-1) reaches every other process in it (nested
+    namespaces included) and forks racing with it fail; orphans re-parent to the server, which reaps them."""
+    for _ in range(100):
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except OSError:  # ESRCH: nothing left
+            return
+        _reap_all(block=True, deadline=time.monotonic() + 5)
+
+
+def supervise(req, body, child, pidns, own_proc):
+    """Runs in the server: hands the request to the program process forked ahead, watches it, kills what is
+    left of it, and returns the result."""
     result = {"status": "error", "error_kind": "sandbox_internal", "stdout": "", "stderr": "",
               "duration_s": 0.0, "exit_code": None, "signal": None, "isolation": []}
     try:
-        pidns, own_proc = prepared
-        if own_proc:
-            req["_own_proc"] = True
+        lim = req["limits"]
         iso = [k for k in ("netns", "mountns", "setuid") if CAPS[k]] + (["pidns"] if pidns else [])
-        if req.get("_own_proc"):
+        if own_proc:
             iso.append("proc")
         result["isolation"] = iso
-        workdir = os.path.join(SANDBOX_ROOT, f"w{os.getpid()}")
-        os.mkdir(workdir, 0o700)
-        if CAPS["setuid"]:
-            os.chown(workdir, SANDBOX_UID, SANDBOX_UID)
-        out_r, out_w = os.pipe()
-        err_r, err_w = os.pipe()
-        rep_r, rep_w = os.pipe()
-        non_r, non_w = os.pipe()
+        pid, out_r, err_r, rep_r, non_w, req_w, workdir = child
         t0 = time.monotonic()
-        pid = os.fork()
-        if pid == 0:
-            os.close(res_w)
-            for fd in (out_r, err_r, rep_r, non_w):
-                os.close(fd)
-            run_child(req, workdir, (out_w, err_w, rep_w, non_r))
-            os._exit(121)
-        for fd in (out_w, err_w, rep_w, non_r):
-            os.close(fd)
-        del req
+        try:
+            _write_all(req_w, struct.pack(">I", len(body)) + body)
+        except OSError:
+            pass  # P died before its request: its exit is seen below
+        os.close(req_w)
+        del req, body
         deadline = t0 + float(lim["timeout_s"])
         tail = int(lim["tail_bytes"])
         max_out = int(lim["max_output_bytes"])
@@ -616,27 +618,22 @@ def supervise(req, res_w, prepared):
                     if pidfd is not None:
                         os.close(pidfd)
                         pidfd = None
+                    if pidns:  # what it started dies with it (as if it were its namespace's init)
+                        _kill_namespace()
         duration = time.monotonic() - t0
+        if pidfd is not None:
+            os.close(pidfd)
         # ---- kill everything that is left
         if not exited:
             try:
-                os.kill(pid, signal.SIGKILL)  # pid 1 of the namespace: the kernel kills the rest
+                os.kill(pid, signal.SIGKILL)
             except OSError:
                 pass
-        if not pidns:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-            except OSError:
-                pass
-            if CAPS["setuid"]:
-                _kill_uid(SANDBOX_UID)
-            _kill_descendants(os.getpid())
-        if not exited:
             try:
                 _, wstatus = os.waitpid(pid, 0)
             except ChildProcessError:
                 wstatus = None
-        _reap_all(block=True, deadline=time.monotonic() + 5)
+        _kill_rest(pid, pidns)
         # ---- verdict
         rc = sig = None
         if wstatus is not None:
@@ -666,18 +663,41 @@ def supervise(req, res_w, prepared):
         result.update(status=status, error_kind=kind, duration_s=round(duration, 6), exit_code=rc, signal=sig,
                       stdout=bytes(bufs[out_r][-tail:]).decode("utf-8", "replace"),
                       stderr=bytes(bufs[err_r][-tail:]).decode("utf-8", "replace"))
-        shutil.rmtree(workdir, ignore_errors=True)
     except BaseException:
         result["stderr"] = traceback.format_exc()[-4000:]
-    try:
-        data = json.dumps(result).encode()
-        view = memoryview(data)
-        while view:
-            view = view[os.write(res_w, view):]
-        os.close(res_w)  # EOF now: the fork server answers before this process's exit tears its namespaces down
-    except BaseException:
-        pass
-    os._exit(0)
+        if child is not None:  # whatever went wrong here, nothing of the program may outlive its request
+            try:
+                os.kill(child[0], signal.SIGKILL)
+            except OSError:
+                pass
+            _kill_rest(child[0], pidns)
+    finally:
+        if child is not None:
+            for fd in child[1:5]:
+                try:
+                    os.close(fd)
+                except OSError:
+                    pass
+            try:
+                os.rmdir(child[6])  # most programs leave it empty
+            except OSError:
+                shutil.rmtree(child[6], ignore_errors=True)
+    return result
+
+
+def _kill_rest(pid, pidns):
+    """Kill and reap everything the program started (it is dead itself or being killed)."""
+    if pidns:
+        _kill_namespace()
+    else:
+        try:
+            os.killpg(pid, signal.SIGKILL)
+        except OSError:
+            pass
+        if CAPS["setuid"]:
+            _kill_uid(SANDBOX_UID)
+        _kill_descendants(os.getpid())
+    _reap_all(block=True, deadline=time.monotonic() + 5)
 
 
 def _kill_uid(uid):
@@ -709,131 +729,148 @@ def _read_exact(fd, n):
     return bytes(buf)
 
 
-def _send(obj):
-    data = json.dumps(obj).encode()
-    os.write(1, struct.pack(">I", len(data)))
-    view = memoryview(data)
-    while view:
-        n = os.write(1, view)
-        view = view[n:]
-
-
 def _write_all(fd, data):
     view = memoryview(data)
     while view:
         view = view[os.write(fd, view):]
 
 
-def spawn_supervisor():
-    """Fork C ahead of its request: it prepares its namespaces, then waits for the request on a pipe."""
-    req_r, req_w = os.pipe()
-    res_r, res_w = os.pipe()
-    me = os.getpid()
-    c = os.fork()
-    if c == 0:
-        try:
-            os.close(req_w)
-            os.close(res_r)
-            os.close(0)   # only the fork server reads the harness's requests
-            prepared = prepare_supervisor(me)
-            hdr = _read_exact(req_r, 4)
-            if hdr is None:
-                os._exit(0)
-            body = _read_exact(req_r, struct.unpack(">I", hdr)[0])
-            os.close(req_r)
-            if body is None:
-                os._exit(0)
-            supervise(json.loads(body), res_w, prepared)
-        finally:
-            os._exit(0)
-    os.close(req_r)
-    os.close(res_w)
-    return c, req_w, res_r
+def _send(obj):
+    _send_bytes(json.dumps(obj).encode())
 
 
-def _reap_exited(exiting, block_over=4):
-    """Reap supervisors that answered and are exiting: those done now, and (so they cannot pile up) the
-    oldest ones beyond `block_over`, waiting for them."""
-    for pid in list(exiting):
+def _send_bytes(data):
+    _write_all(1, struct.pack(">I", len(data)) + data)
+
+
+def _read_msg(fd):
+    hdr = _read_exact(fd, 4)
+    return None if hdr is None else _read_exact(fd, struct.unpack(">I", hdr)[0])
+
+
+def _program_process_state():
+    """Made once in the server and inherited by every program process: its environment (plus HOME/TMPDIR/PWD
+    set per program) and sys.std* over fds 0-2 (the program's pipes once it has dup'ed them there; the server
+    itself never uses sys.std*, only os.read/os.write on the harness pipes)."""
+    os.environ.clear()
+    os.environ.update(PROGRAM_ENV)
+    sys.argv = ["<program>"]
+    sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8")
+    sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8",
+                                  errors="backslashreplace", line_buffering=False)
+    sys.stderr = io.TextIOWrapper(io.FileIO(2, "w", closefd=False), encoding="utf-8",
+                                  errors="backslashreplace", line_buffering=True)
+    sys.__stdin__, sys.__stdout__, sys.__stderr__ = sys.stdin, sys.stdout, sys.stderr
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)  # Python's default: EPIPE as an exception
+    for sig in (signal.SIGCHLD, signal.SIGTERM, signal.SIGALRM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def serve(pidns, own_proc, hello):
+    """The request loop. A program process is always forked ahead: right after the previous program's answer
+    (in namespace mode; outside one, just before it, so the answer can name it for leftover checks)."""
+    import gc  # noqa: PLC0415
+    _program_process_state()
+    gc.collect()
+    gc.freeze()  # keep the collector from touching (and so copying) the shared heap in every fork
+    n = 0
+    limits_ahead = None
+    nxt = None
+
+    def ahead():
+        nonlocal n, nxt
+        n += 1
         try:
-            done, _ = os.waitpid(pid, 0 if len(exiting) > block_over else os.WNOHANG)
-        except ChildProcessError:
-            done = pid
-        if done:
-            exiting.remove(pid)
+            nxt = fork_program(os.path.join(SANDBOX_ROOT, f"w{n}"), limits_ahead if CAPS["root"] else None)
+        except OSError as e:
+            nxt = None
+            log(f"cannot fork a program process: {e}")
+
+    ahead()
+    if hello is not None:
+        _send({**hello, "spare": None if pidns or nxt is None else nxt[0]})
+    while True:
+        body = _read_msg(0)
+        if body is None:
+            break
+        if nxt is None:
+            ahead()
+        try:
+            req = json.loads(body)
+        except ValueError:
+            req = None
+        if nxt is None or req is None:
+            res = {"status": "error", "error_kind": "sandbox_setup", "stdout": "",
+                   "stderr": "bad request" if req is None else "cannot fork a program process", "duration_s": 0.0,
+                   "exit_code": None, "signal": None, "isolation": []}
+        else:
+            res = supervise(req, body, nxt, pidns, own_proc)
+            limits_ahead = req["limits"]
+        nxt = None
+        del body, req
+        if pidns:
+            _send(res)
+            ahead()
+        else:
+            ahead()
+            res["spare"] = nxt[0] if nxt else None  # not a leftover of the program: the harness may tell them apart
+            _send(res)
+    if nxt is not None:  # shutting down: the waiting program process sees EOF instead of a request and exits
+        os.close(nxt[5])
+        for fd in nxt[1:5]:
+            os.close(fd)
+        _reap_all(block=True, deadline=time.monotonic() + 5)
+        shutil.rmtree(nxt[6], ignore_errors=True)
 
 
 def main():
-    cfg = json.loads(sys.argv[1]) if len(sys.argv) > 1 else {}
+    cfg = json.loads(_read_msg(0) or b"{}")  # on stdin, not argv: the environment is not shown in ps
     setup(cfg)
     try:
-        prctl(PR_SET_CHILD_SUBREAPER, 1)  # anything escaping a supervisor lands here and is killed below
+        prctl(PR_SET_CHILD_SUBREAPER, 1)  # anything escaping a program lands here and is killed
     except OSError:
         pass
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     for w in CAPS["warnings"]:
         log(w)
-    import gc  # noqa: PLC0415
-    gc.collect()
-    gc.freeze()  # keep the collector from touching (and so copying) the shared heap in every fork
-    _send({"hello": 1, "caps": CAPS, "pid": os.getpid()})
-    exiting = []  # supervisors that answered and are still tearing down their namespaces
-    spare = None  # (pid, request pipe, result pipe) of a supervisor forked ahead of its request
-    while True:
-        while exiting:  # idle: reap the supervisors still exiting, without delaying the next request
-            _reap_exited(exiting)
-            if exiting and select.select([0], [], [], 0.01)[0]:
-                break
-        hdr = _read_exact(0, 4)
-        if hdr is None:
-            break
-        (n,) = struct.unpack(">I", hdr)
-        body = _read_exact(0, n)
-        if body is None:
-            break
-        c, req_w, res_r = spare if spare is not None else spawn_supervisor()
-        spare = None
-        _write_all(req_w, struct.pack(">I", len(body)) + body)
-        os.close(req_w)
-        del body
-        chunks = []
+    hello = {"hello": 1, "caps": CAPS, "pid": os.getpid()}
+    if not CAPS["pidns"]:
+        serve(False, False, hello)
+    else:
+        # The server runs as pid 1 of a PID namespace that holds only it and the programs, with its own mount
+        # namespace and a /proc showing only that PID namespace. This process only waits for it.
+        unshare(CLONE_NEWPID)
+        ready_r, ready_w = os.pipe()
+        server = os.fork()
+        if server == 0:
+            os.close(ready_r)
+            _death_signal(0)  # its parent is outside its PID namespace: getppid() is 0 while that lives
+            own_proc = False
+            if CAPS["mountns"] and CAPS.get("private_proc", True):
+                try:
+                    unshare(CLONE_NEWNS)
+                    mount("proc", "/proc", "proc", MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY)
+                    own_proc = True
+                except OSError as e:
+                    log(f"no private /proc ({e})")
+            os.write(ready_w, b"1" if own_proc else b"0")
+            os.close(ready_w)
+            serve(True, own_proc, None)
+            os._exit(0)
+        os.close(ready_w)
+        own = os.read(ready_r, 1)
+        os.close(ready_r)
+        if own:
+            _send({**hello, "server": server, "spare": None})
         while True:
             try:
-                chunk = os.read(res_r, 1 << 20)
+                os.waitpid(server, 0)
+                break
+            except ChildProcessError:
+                break
             except InterruptedError:
                 continue
-            if not chunk:
-                break
-            chunks.append(chunk)
-        os.close(res_r)
-        try:
-            res = json.loads(b"".join(chunks))
-        except ValueError:
-            res = None
-        if res is not None and "pidns" in res.get("isolation", ()):
-            # The program ran as pid 1 of its own PID namespace and is gone with it; the supervisor has
-            # answered and is only exiting (tearing down its namespaces takes a few ms). Answer first and
-            # reap it after: the next request's fork overlaps that teardown.
-            exiting.append(c)
-            spare = spawn_supervisor()  # it prepares while the harness reads this answer and sends the next
-            res["spare"] = spare[0]     # not a leftover of the program: the harness may tell them apart
-            _send(res)
-            continue
-        _, st = os.waitpid(c, 0)
-        if res is None:
-            res = {"status": "error", "error_kind": "sandbox_crash", "stdout": "", "stderr":
-                   f"supervisor ended with status {st}", "duration_s": 0.0, "exit_code": None, "signal": None,
-                   "isolation": []}
-        # Anything that escaped the supervisor (only possible without a PID namespace, or if the supervisor
-        # itself died) was re-parented to us: kill and reap it before answering.
-        if _has_children():
-            _kill_descendants(os.getpid())
-            _reap_all(block=True, deadline=time.monotonic() + 5)
-        _send(res)
-        _reap_exited(exiting)
-    if spare is not None:  # shutting down: the spare supervisor sees EOF instead of a request and exits
-        os.close(spare[1])
-        os.close(spare[2])
     if not CAPS["mountns"]:
         shutil.rmtree(SANDBOX_ROOT, ignore_errors=True)  # host temp dir of the fallback mode
 

@@ -1,9 +1,10 @@
 """Primer's code executor: runs untrusted Python (model completions, synthetic exercises) with tests.
 
 See docs/sandbox.md for the isolation layers and the threat model.  In short: a pool of warm fork servers
-(``_zygote.py``, started with a scrubbed environment) forks one supervisor + one program per request; the
-program runs as pid 1 of a fresh PID namespace, in a private network namespace, on a read-only view of the
-filesystem with a size-capped private tmpfs working dir, as a unique unprivileged uid, under rlimits.
+(``_zygote.py``, started with a scrubbed environment); each serves requests as pid 1 of a PID namespace that
+holds only it and its programs, and forks one program process per request, ahead of it; the program runs in
+a private network namespace, on a read-only view of the filesystem with a size-capped private tmpfs working
+dir, as a unique unprivileged uid, under rlimits, and everything it starts is killed before the answer.
 Whether it passed is decided outside the program by a nonce handshake that only starts after the tests ran
 to their end.
 """
@@ -115,27 +116,37 @@ def _as_program(p: ProgramLike) -> Program:
 class _Zygote:
     """One warm fork server. Not thread-safe: one request at a time (the pool guarantees it)."""
 
-    def __init__(self, python: str, isolation: str, disk_mb: int, private_proc: bool = True):
+    def __init__(self, python: str, isolation: str, disk_mb: int, private_proc: bool = True,
+                 env: dict[str, str] | None = None):
         self.python, self.isolation, self.disk_mb = python, isolation, disk_mb
-        self.private_proc = private_proc
+        self.private_proc, self.env = private_proc, dict(env or SAFE_ENV)
         self.proc: subprocess.Popen | None = None
         self.caps: dict = {}
         self.spare_pid: int | None = None
+        self.server_pid: int | None = None
         self._start()
 
     def _start(self) -> None:
-        cfg = json.dumps({"isolation": self.isolation, "disk_mb": self.disk_mb, "private_proc": self.private_proc})
+        # The config goes on stdin, not argv: the programs' environment is not for every `ps` to read.
+        cfg = json.dumps({"isolation": self.isolation, "disk_mb": self.disk_mb, "private_proc": self.private_proc,
+                          "env": self.env}).encode()
         env = {"PATH": SAFE_ENV["PATH"], "LANG": "C.UTF-8", "LC_ALL": "C.UTF-8"}
         self.proc = subprocess.Popen(
-            [self.python, "-I", "-B", str(ZYGOTE_PATH), cfg],
+            [self.python, "-I", "-B", str(ZYGOTE_PATH)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=None, env=env, cwd="/",
             close_fds=True, start_new_session=True, bufsize=0,
         )
+        try:
+            self.proc.stdin.write(struct.pack(">I", len(cfg)) + cfg)
+        except OSError:
+            pass
         hello = self._recv(30.0)
         if hello is None or "hello" not in hello:
             self.kill()
             raise RuntimeError("sandbox fork server failed to start")
         self.caps = hello["caps"]
+        self.server_pid = hello.get("server")  # namespace mode: the server, pid 1 of the programs' namespace
+        self.spare_pid = hello.get("spare")
 
     def _recv(self, timeout: float) -> dict | None:
         fd = self.proc.stdout.fileno()
@@ -168,7 +179,7 @@ class _Zygote:
             return None
         res = self._recv(timeout)
         if res is not None:
-            self.spare_pid = res.pop("spare", None)  # the supervisor forked ahead for the next request
+            self.spare_pid = res.pop("spare", None)  # outside a PID namespace: the program process forked ahead
         return res
 
     def alive(self) -> bool:
@@ -245,7 +256,7 @@ class Sandbox:
                     break
                 self._cv.wait()
         try:
-            z = _Zygote(self.python, self.isolation, self.disk_mb, self.private_proc)
+            z = _Zygote(self.python, self.isolation, self.disk_mb, self.private_proc, self.env)
         except BaseException:
             with self._cv:
                 self._started -= 1
@@ -303,7 +314,7 @@ class Sandbox:
         elif kw:
             raise TypeError("pass either limits= or keyword limits, not both")
         p = _as_program(program)
-        req = {"code": p.code, "tests": p.tests, "limits": limits.as_wire(), "env": self.env}
+        req = {"code": p.code, "tests": p.tests, "limits": limits.as_wire()}
         z = self._acquire()
         res = None
         try:

@@ -41,9 +41,12 @@ def _zygote_pids(sb: Sandbox | None) -> set[int]:
 def leftovers(marker: str, sb: Sandbox | None = None) -> list[tuple[int, str]]:
     """Processes carrying the marker (environ or argv), running as a sandbox uid (100000 + zygote pid, the
     namespace mode), or still children of a fork server (which is a subreaper: escapees land there) other
-    than the supervisor it forked ahead for its next request (which runs as root and has run nothing)."""
+    than its request server (namespace mode: pid 1 of the programs' PID namespace) and the program process
+    it forked ahead for its next request outside a namespace. Those run as the fork server's uid and have
+    run nothing; a program process forked ahead stays root until its request comes, so it is never a
+    sandbox-uid process."""
     zpids = _zygote_pids(sb)
-    spares = {z.spare_pid for z in list(sb._idle)} if sb is not None else set()
+    spares = {p for z in list(sb._idle) for p in (z.spare_pid, z.server_pid) if p} if sb is not None else set()
     uids = {100000 + p for p in zpids} if sb is not None and sb.caps.get("setuid") else set()
     found = []
     me = os.getpid()
@@ -63,7 +66,7 @@ def leftovers(marker: str, sb: Sandbox | None = None) -> list[tuple[int, str]]:
         except OSError:
             continue
         uid, ppid = int(st["Uid"][0]), int(st["PPid"][0])
-        spare = int(d) in spares and uid == 0
+        spare = int(d) in spares and uid == os.geteuid()
         if marker.encode() in cmd or marker.encode() in env or uid in uids or (ppid in zpids and not spare):
             found.append((int(d), cmd.replace(b"\0", b" ").decode(errors="replace")))
     return found

@@ -24,12 +24,16 @@ def test_run_program_pass_fail_error_kinds(sandbox):
 def test_namespace_isolation_is_active_here(sandbox):
     """This machine allows namespaces (root): the full layer set must be in use, not a silent fallback."""
     r = sandbox.run(("import os\nprint(os.getpid(), os.getuid())\n"
-                     "print([p for p in os.listdir('/proc') if p.isdigit()])\n", ""))
+                     "print(sorted(int(p) for p in os.listdir('/proc') if p.isdigit()))\n"
+                     "try:\n    os.kill(1, 0)\n    print('can signal 1')\nexcept PermissionError:\n    print('no')\n"
+                     "print(open('/proc/1/status').read().split('Uid:')[1].split()[0])\n", ""))
+    assert r.passed, r
     assert set(r.isolation) == {"netns", "mountns", "pidns", "setuid", "proc"}, (r.isolation, sandbox.caps)
-    first, procs = r.stdout_tail.splitlines()
+    first, procs, signal_1, uid_1 = r.stdout_tail.splitlines()
     pid, uid = map(int, first.split())
-    assert pid == 1 and uid >= 100000
-    assert procs == "['1']"  # host processes are not visible
+    assert uid >= 100000
+    # host processes are not visible: only the program and pid 1, the request server (root, out of reach)
+    assert procs == f"[1, {pid}]" and signal_1 == "no" and uid_1 == "0"
 
 
 def test_run_many_preserves_order(sandbox):
