@@ -65,28 +65,74 @@ def link(key: str, url: str, text: str = "", description: str = "") -> UUID | No
 
 
 class Progress:
-    """A progress artifact updated at most every `min_step` percent (each update is an API call)."""
+    """A progress artifact updated at most every `min_step` percent and `min_interval_s` seconds (each
+    update is an API call); `done()` sets 100."""
 
-    def __init__(self, key: str, description: str = "", min_step: float = 2.0):
+    def __init__(self, key: str, description: str = "", min_step: float = 2.0, min_interval_s: float = 0.0):
         self.id: UUID | None = None
         self.last = -min_step
-        self.min_step = min_step
+        self.last_t = float("-inf")
+        self.min_step, self.min_interval_s = min_step, min_interval_s
         if in_run():
             from prefect.artifacts import create_progress_artifact
 
             self.id = create_progress_artifact(progress=0.0, key=artifact_key(key), description=redact(description))
 
     def update(self, fraction: float, force: bool = False) -> None:
+        import time
+
         pct = max(0.0, min(100.0, 100.0 * fraction))
-        if self.id is None or (not force and pct - self.last < self.min_step):
+        now = time.monotonic()
+        if self.id is None or (not force and (pct - self.last < self.min_step or now - self.last_t < self.min_interval_s)):
             return
         from prefect.artifacts import update_progress_artifact
 
         update_progress_artifact(artifact_id=self.id, progress=pct)
-        self.last = pct
+        self.last, self.last_t = pct, now
 
     def done(self) -> None:
         self.update(1.0, force=True)
+
+
+class PhaseProgress:
+    """The `progress` callback for `Teacher.run` / a stage unit calling the teacher: a progress artifact at
+    answered / requested, and each periodic line (done/total, tokens, $, req/s, ETA) in the run's log
+    (Prefect's run logger inside a run, else the `primer` logger). Call `done()` when the phase ends."""
+
+    def __init__(self, key: str, description: str = ""):
+        self.artifact = Progress(key, description, min_step=1.0, min_interval_s=1.0)
+        self.log: Any = log
+        if in_run():
+            from prefect import get_run_logger
+
+            self.log = get_run_logger()
+
+    def __call__(self, p: Any) -> None:   # p: primer.teacher.TeacherProgress
+        self.artifact.update(p.fraction, force=p.log_due)
+        if p.log_due:
+            self.log.info("%s", redact(p.line()))
+
+    def done(self) -> None:
+        self.artifact.done()
+
+
+def with_progress(fn: Any, key: str, description: str = "") -> Any:
+    """`fn` (a stage unit taking a `progress` callback) with that callback wired to a `PhaseProgress`:
+    the `key` progress artifact, ending at 100 when `fn` returns, and the periodic teacher lines in the run's
+    log. The wrapper's signature leaves `progress` out (a Prefect task binds its parameters from it)."""
+    import functools
+    import inspect
+
+    @functools.wraps(fn)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        progress = PhaseProgress(key, description)
+        out = fn(*args, progress=progress, **kwargs)
+        progress.done()
+        return out
+
+    sig = inspect.signature(fn)
+    run.__signature__ = sig.replace(parameters=[p for p in sig.parameters.values() if p.name != "progress"])  # type: ignore[attr-defined]
+    return run
 
 
 def markdown_table(rows: list[dict[str, Any]]) -> str:

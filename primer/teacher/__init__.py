@@ -2,7 +2,7 @@
 
 from primer.settings.synth import TeacherConfig
 from primer.teacher.client import (BUDGET_EXHAUSTED, KEY_HEADER, Teacher, TeacherAnswer, TeacherError,
-                                   TeacherRequest, TeacherUsage, request_key)
+                                   TeacherProgress, TeacherRequest, TeacherUsage, request_key)
 from primer.teacher.ledger import Ledger
 
 
@@ -17,4 +17,5 @@ def open_teacher(cfg: TeacherConfig, ledger: Ledger | None = None) -> Teacher:
 
 
 __all__ = ["open_teacher", "Teacher", "TeacherConfig", "TeacherRequest", "TeacherAnswer", "TeacherUsage", "TeacherError",
+           "TeacherProgress",
            "Ledger", "request_key", "KEY_HEADER", "BUDGET_EXHAUSTED"]

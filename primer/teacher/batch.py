@@ -42,7 +42,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from primer.errors import ConfigError
 from primer.teacher.client import (BUDGET_EXHAUSTED, RETRY_AFTER_CAP_S, Teacher, TeacherAnswer, TeacherError,
-                                   TeacherRequest, TeacherUsage, _retry_after, parse_completion,
+                                   TeacherProgress, TeacherRequest, TeacherUsage, _retry_after, parse_completion,
                                    refusal_message, status_detail)
 
 if TYPE_CHECKING:
@@ -347,7 +347,7 @@ class _Run:
 
 
 def run_batch(teacher: "Teacher", requests: list[TeacherRequest],
-              progress: Callable[[int, int], None] | None = None) -> list[TeacherAnswer]:
+              progress: Callable[[TeacherProgress], None] | None = None) -> list[TeacherAnswer]:
     """`Teacher.run` in batch mode (see the module docs): answers in request order."""
     ledger = teacher.ledger
     if ledger is None:
@@ -384,5 +384,5 @@ class BatchTeacher(Teacher):
     """A `Teacher` whose `run` goes through the Batch API (`run_batch`); everything else is the online one's."""
 
     async def run(self, requests: list[TeacherRequest],
-                  progress: Callable[[int, int], None] | None = None) -> list[TeacherAnswer]:
+                  progress: Callable[[TeacherProgress], None] | None = None) -> list[TeacherAnswer]:
         return await asyncio.to_thread(run_batch, self, requests, progress)

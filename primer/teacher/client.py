@@ -130,6 +130,31 @@ class TeacherUsage:
         return [{"metric": "model", "value": model}] + [{"metric": k, "value": v} for k, v in d.items()]
 
 
+@dataclass
+class TeacherProgress:
+    """What a `progress` callback of `Teacher.run` receives after each answer (and once at the start)."""
+
+    phase: str
+    done: int                    # answered so far (ledger hits included)
+    total: int                   # answers asked for (unique keys)
+    cached: int                  # answered from the ledger, not sent
+    tokens: int                  # prompt + completion tokens paid by this run so far
+    usd: float | None            # their cost at the configured price (None: unknown price)
+    rate: float                  # new answers per second since the run started
+    eta_s: float | None          # seconds left at that rate (None: no rate yet)
+    log_due: bool = False        # a periodic log line is due (every teacher.progress_every_s, and at the end)
+
+    @property
+    def fraction(self) -> float:
+        return self.done / self.total if self.total else 1.0
+
+    def line(self) -> str:
+        return (f"teacher{f' [{self.phase}]' if self.phase else ''}: {self.done}/{self.total} answered "
+                f"({self.cached} from the ledger), {self.tokens:,} tokens, "
+                f"{'unknown price' if self.usd is None else f'${self.usd:.4f}'}, {self.rate:.1f} req/s, "
+                f"ETA {'-' if self.eta_s is None else f'{self.eta_s:.0f}s'}")
+
+
 class _Retry(Exception):
     def __init__(self, kind: str, detail: str, retry_after: float | None = None):
         super().__init__(detail)
@@ -276,7 +301,7 @@ class Teacher:
 
     # ---- running -------------------------------------------------------------------------------------
     def run_sync(self, requests: list[TeacherRequest],
-                 progress: Callable[[int, int], None] | None = None) -> list[TeacherAnswer]:
+                 progress: Callable[[TeacherProgress], None] | None = None) -> list[TeacherAnswer]:
         """`run` for synchronous callers (also works when called from inside a running event loop)."""
         try:
             asyncio.get_running_loop()
@@ -298,8 +323,9 @@ class Teacher:
         return box["out"]
 
     async def run(self, requests: list[TeacherRequest],
-                  progress: Callable[[int, int], None] | None = None) -> list[TeacherAnswer]:
-        """Answer every request (order preserved). Ledger hits are not sent; new answers are committed."""
+                  progress: Callable[[TeacherProgress], None] | None = None) -> list[TeacherAnswer]:
+        """Answer every request (order preserved). Ledger hits are not sent; new answers are committed.
+        `progress` gets a `TeacherProgress` after each answer (see `_with_log_lines`)."""
         if self.cfg.mode == "batch":   # never pay online what was configured to go through the Batch API
             raise ConfigError("teacher.mode=batch: this Teacher sends online; build it with "
                               "primer.teacher.open_teacher(cfg, ledger), which picks the batch client")
@@ -312,8 +338,7 @@ class Teacher:
         total = usage.requests
         done = [len(answers)]
         progress = self._with_log_lines(progress, usage, total, len(answers))
-        if progress:
-            progress(done[0], total)
+        progress(done[0], total)
 
         state = await asyncio.to_thread(self.budget_state)
 
@@ -364,6 +389,7 @@ class Teacher:
                 raise TeacherError(state["fatal"])
             for req in todo:  # requests never started because of a fatal error elsewhere
                 answers.setdefault(req.key, TeacherAnswer(key=req.key, text=None, error="not_sent"))
+            progress(done[0], total, end=True)   # the last line: everything answered, or the budget stop
         self._finish(usage, t0, ledger)
         return [answers[r.key] for r in requests]
 
@@ -398,28 +424,27 @@ class Teacher:
         return {"spent_tokens": spent_p + spent_c, "spent_cost": self.ledger_cost() or 0.0,
                 "reserved_tokens": 0, "reserved_cost": 0.0, "pause_until": 0.0, "fatal": None}
 
-    def _with_log_lines(self, progress: Callable[[int, int], None] | None, usage: TeacherUsage, total: int,
-                        cached: int) -> Callable[[int, int], None]:
-        """Wrap `progress` with a log line every `teacher.progress_every_s`: done/total, tokens, $, req/s, ETA."""
+    def _with_log_lines(self, progress: Callable[[TeacherProgress], None] | None, usage: TeacherUsage,
+                        total: int, cached: int) -> Callable[[int, int], None]:
+        """`report(done, total)` for the run loops: hands `progress` a `TeacherProgress` after each answer
+        and logs its line every `teacher.progress_every_s` (and at the end): done/total, tokens, $, req/s, ETA."""
         every = getattr(self.cfg, "progress_every_s", 10.0)
         t0 = time.monotonic()
         last = [t0]
 
-        def report(n: int, of: int) -> None:
-            if progress:
-                progress(n, of)
+        def report(n: int, of: int, end: bool = False) -> None:
             now = time.monotonic()
-            if now - last[0] < every and n < of:
-                return
-            last[0] = now
+            due = of > 0 and (end or n >= of or (now - last[0] >= every and n > cached))
             rate = (n - cached) / max(now - t0, 1e-9)
-            eta = (of - n) / rate if rate > 0 else float("inf")
-            cost = self.cost(usage.prompt_tokens, usage.completion_tokens)
-            log.info("teacher%s: %d/%d answered (%d from the ledger), %s tokens, %s, %.1f req/s, ETA %s",
-                     f" [{self.phase}]" if self.phase else "", n, of, cached,
-                     f"{usage.prompt_tokens + usage.completion_tokens:,}",
-                     "unknown price" if cost is None else f"${cost:.4f}", rate,
-                     "-" if eta == float("inf") else f"{eta:.0f}s")
+            snap = TeacherProgress(phase=self.phase, done=n, total=of, cached=cached,
+                                   tokens=usage.prompt_tokens + usage.completion_tokens,
+                                   usd=self.cost(usage.prompt_tokens, usage.completion_tokens), rate=rate,
+                                   eta_s=(of - n) / rate if rate > 0 else None, log_due=due)
+            if due:
+                last[0] = now
+                log.info("%s", snap.line())
+            if progress:
+                progress(snap)
 
         return report
 
@@ -507,7 +532,7 @@ class Teacher:
 
     async def _one(self, client: Any, req: TeacherRequest, sem: asyncio.Semaphore, state: dict[str, Any],
                    usage: TeacherUsage, answers: dict[str, TeacherAnswer], reservation: tuple[int, float],
-                   done: list[int], total: int, progress: Callable[[int, int], None] | None) -> None:
+                   done: list[int], total: int, progress: Callable[..., None]) -> None:
         import openai
 
         answer: TeacherAnswer | None = None
@@ -573,7 +598,7 @@ class Teacher:
                 answer = TeacherAnswer(key=req.key, text=None, error="cancelled", attempts=attempt)
             answers[req.key] = answer
             done[0] += 1
-            if progress:
+            if done[0] < total:   # the last report is run()'s, after the answers are in
                 progress(done[0], total)
             sem.release()
 

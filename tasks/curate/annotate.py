@@ -16,17 +16,17 @@ from tasks.curate.heuristic import HeuristicAnnotator
 from tasks.curate.work import Work, fetch_docs, load_removed, pick_sample
 
 
-def make_annotator(cfg: CurateConfig, teacher_cfg: Any = None, store: Any = None) -> Annotator:
-    """The annotator named by `curate.annotator`."""
+def make_annotator(cfg: CurateConfig, teacher_cfg: Any = None, store: Any = None, progress: Any = None) -> Annotator:
+    """The annotator named by `curate.annotator` (`progress`: the teacher's callback, see primer.teacher)."""
     if cfg.annotator == "heuristic":
         return HeuristicAnnotator()
     from tasks.curate.teacher_annotator import TeacherAnnotator  # needs the teacher client: only when asked
 
-    return TeacherAnnotator(cfg, teacher_cfg, store)
+    return TeacherAnnotator(cfg, teacher_cfg, store, progress=progress)
 
 
 def annotate_sample(cfg: CurateConfig, teacher_cfg: Any, store_cfg: Any, key: str,
-                    shard_stats: list[dict[str, Any]]) -> dict[str, Any]:
+                    shard_stats: list[dict[str, Any]], progress: Any = None) -> dict[str, Any]:
     """Label the `annotate_n` dedup survivors with the smallest sample keys; reused from the work area.
 
     Returns {"rows": [...], "annotator": name, "usage": teacher usage or None}. Rows are in sample order
@@ -41,7 +41,7 @@ def annotate_sample(cfg: CurateConfig, teacher_cfg: Any, store_cfg: Any, key: st
     removed = {st["shard"]: set(load_removed(store, work, st["shard"])) for st in shard_stats}
     picks = pick_sample(shard_stats, removed, cfg.annotate_n)
     docs = fetch_docs(store, work, picks)
-    annotator = make_annotator(cfg, teacher_cfg, store)
+    annotator = make_annotator(cfg, teacher_cfg, store, progress)
     answers = annotator.annotate([d["text"] for d in docs], [d["sha256"] for d in docs])
     rows = [{"id": d["id"], "source": d["source"], "sha256": d["sha256"], "shard": d["shard"], "row": d["row"],
              "score": a.score, "educational": None if a.score is None else bool(a.score >= cfg.label_threshold),

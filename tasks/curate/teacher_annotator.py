@@ -24,7 +24,7 @@ RUBRIC_MAX_TOKENS = 160  # the rubric answer justifies its points before the sco
 class TeacherAnnotator:
     name = "teacher"
 
-    def __init__(self, cfg, teacher_cfg, store):
+    def __init__(self, cfg, teacher_cfg, store, progress=None):
         from primer.teacher import Ledger, open_teacher
 
         if teacher_cfg is None:
@@ -39,6 +39,8 @@ class TeacherAnnotator:
                         commit_interval_s=teacher_cfg.ledger_commit_interval_s) if store is not None else None
         self.teacher = open_teacher(teacher_cfg, ledger)   # online, or the Batch API (teacher.mode=batch)
         self.usage: dict[str, Any] | None = None
+        self.progress = progress   # gets a primer.teacher.TeacherProgress after each answer
+        self.teacher.phase = "annotate"
 
     def annotate(self, texts: list[str], keys: list[str]) -> list[Annotation]:
         kind = self.cfg.annotate_prompt
@@ -49,7 +51,7 @@ class TeacherAnnotator:
                         {"role": "user", "content": build_prompt(text, self.cfg.annotate_max_chars, kind)}]
             requests.append(self.teacher.request(messages, params=dict(params),
                                                  meta={"sha256": content_hash, "prompt": prompt_version(kind)}))
-        answers = self.teacher.run_sync(requests)
+        answers = self.teacher.run_sync(requests, self.progress)
         out = []
         unusable = 0
         for a in answers:

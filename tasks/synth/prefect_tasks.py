@@ -14,6 +14,7 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
+from primer import dashboard
 from primer.errors import PrimerError
 from tasks.synth import stage
 
@@ -49,14 +50,20 @@ def _retry_transient(task_: Any, task_run: Any, state: Any) -> bool:
 _NET = {"retries": 2, "retry_delay_seconds": 10, "retry_condition_fn": _retry_transient, "cache_policy": NO_CACHE}
 _LOCAL = {"cache_policy": NO_CACHE}
 
+
+def _with_progress(fn: Any, phase: str) -> Any:
+    return dashboard.with_progress(fn, f"synthesize-{phase}-progress",
+                                   f"Synthesize {phase}: teacher answers received of requested")
+
+
 prepare = task(name="synth-prepare", **_LOCAL)(stage.prepare)
 plan_requests = task(name="synth-plan", **_LOCAL)(stage.plan_requests)
 write_skipped = task(name="synth-write-skipped", **_LOCAL)(stage.write_skipped)
-expand_topics = task(name="synth-expand-topics", **_NET)(stage.expand_topics)
-generate_textbooks = task(name="synth-textbooks", **_NET)(stage.generate_textbooks)
-generate_exercises = task(name="synth-exercises", **_NET)(stage.generate_exercises)
+expand_topics = task(name="synth-expand-topics", **_NET)(_with_progress(stage.expand_topics, "topics"))
+generate_textbooks = task(name="synth-textbooks", **_NET)(_with_progress(stage.generate_textbooks, "textbooks"))
+generate_exercises = task(name="synth-exercises", **_NET)(_with_progress(stage.generate_exercises, "exercises"))
 verify_batch = task(name="synth-verify-exercises", **_LOCAL)(stage.verify_exercises)
-generate_variants = task(name="synth-variants", **_NET)(stage.generate_variants)
+generate_variants = task(name="synth-variants", **_NET)(_with_progress(stage.generate_variants, "variants"))
 write_output = task(name="synth-write-output", **_LOCAL)(stage.write_output)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from dataclasses import asdict
-from typing import Any
+from typing import Any, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -116,7 +116,10 @@ def _answer_drop(answer: Any) -> str:
 
 # ---- phases --------------------------------------------------------------------------------------------
 
-def expand_topics(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
+Progress = Callable[[Any], None] | None   # gets a primer.teacher.TeacherProgress after each answer
+
+
+def expand_topics(cfg: PrimerConfig, topics: list[P.Topic], progress: Progress = None) -> dict[str, Any]:
     """Seed topics, or the teacher's topic tree: each level of `synth.fanout()` asks for that many
     subtopics of every node of the level above (a node with none stays a leaf). Leaves are deduplicated by
     normalised name, so the plan counts distinct topics."""
@@ -133,7 +136,7 @@ def expand_topics(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
             level.append(t)
     for k in fanout:
         reqs = [teacher.request(P.subtopic_messages(t, k), meta={"topic": t.label}) for t in level]
-        answers = teacher.run_sync(reqs)
+        answers = teacher.run_sync(reqs, progress)
         usage.add(teacher.last_run)
         nxt: list[P.Topic] = []
         for t, a in zip(level, answers):
@@ -155,14 +158,14 @@ def expand_topics(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
     return {"topics": level, "usage": asdict(usage), "drops": drops}
 
 
-def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic]) -> dict[str, Any]:
+def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], progress: Progress = None) -> dict[str, Any]:
     s = cfg.synth
     n = -(-s.textbook_tokens // s.tokens_per_textbook) if s.textbook_tokens else s.textbooks
     plan = P.textbook_plan(topics, s.audiences, s.styles, n, s.seed)
     teacher = make_teacher(cfg)
     teacher.phase = "textbooks"
     reqs = [teacher.request(P.textbook_messages(item), sample_index=item["sample_index"]) for item in plan]
-    answers = teacher.run_sync(reqs)
+    answers = teacher.run_sync(reqs, progress)
     rows, drops, failed = [], [], 0
     for item, a in zip(plan, answers):
         rid, topic = f"tb-{a.key[:16]}", item["topic"].label
@@ -193,7 +196,7 @@ def _exercise_row(cfg: PrimerConfig, ex: Any, key: str, topic: str, prefix: str 
 
 
 def generate_exercises(cfg: PrimerConfig, pools: dict[str, list[str]],
-                       leaves: list[P.Topic] | None = None) -> dict[str, Any]:
+                       leaves: list[P.Topic] | None = None, progress: Progress = None) -> dict[str, Any]:
     if cfg.synth.exercise_topics_from_tree and leaves:   # more distinct exercise prompts at scale
         pools = {**pools, "topics": list(dict.fromkeys(pools["topics"] + [t.name for t in leaves]))}
     n = -(-cfg.synth.exercise_tokens // cfg.synth.tokens_per_exercise) if cfg.synth.exercise_tokens else cfg.synth.exercises
@@ -201,7 +204,7 @@ def generate_exercises(cfg: PrimerConfig, pools: dict[str, list[str]],
     teacher = make_teacher(cfg)
     teacher.phase = "exercises"
     reqs = [teacher.request(P.exercise_messages(item), sample_index=item["sample_index"]) for item in plan]
-    answers = teacher.run_sync(reqs)
+    answers = teacher.run_sync(reqs, progress)
     rows, drops, failed = [], [], 0
     for item, a in zip(plan, answers):
         if not a.ok:
@@ -226,7 +229,8 @@ def verify_exercises(cfg: PrimerConfig, rows: list[dict[str, Any]]) -> list[dict
             for r, (ok, reason, detail) in zip(rows, results)]
 
 
-def generate_variants(cfg: PrimerConfig, rows: list[dict[str, Any]], pools: dict[str, list[str]]) -> dict[str, Any]:
+def generate_variants(cfg: PrimerConfig, rows: list[dict[str, Any]], pools: dict[str, list[str]],
+                      progress: Progress = None) -> dict[str, Any]:
     """Semantics-preserving rewrites of verified exercises; each is re-verified by running its tests."""
     n = cfg.synth.variants_per_exercise
     base = [r for r in rows if r["verified"] and not r["variant_of"]]
@@ -236,7 +240,7 @@ def generate_variants(cfg: PrimerConfig, rows: list[dict[str, Any]], pools: dict
     teacher.phase = "variants"
     plan = [(r, P.variant_name(r["function_name"], i, pools, cfg.synth.seed)) for r in base for i in range(n)]
     reqs = [teacher.request(P.variant_messages(r, name)) for r, name in plan]
-    answers = teacher.run_sync(reqs)
+    answers = teacher.run_sync(reqs, progress)
     out, drops, failed = [], [], 0
     for (r, name), a in zip(plan, answers):
         rid = f"exv-{a.key[:16]}"

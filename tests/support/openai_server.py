@@ -32,7 +32,8 @@ Every answer waits `delay` seconds first (fixed latency, for throughput benchmar
 
 The request key is the `X-Primer-Key` header that `primer.teacher` sends (else a hash of model + prompt).
 `stats` counts requests: total, successful (a well-formed 200 delivered to a client still connected),
-per key and per prompt hash, by status, held, and `client_gone` (the client hung up before the answer).
+per key and per prompt hash, by status, held, `client_gone` (the client hung up before the answer), and
+the `prompt_tokens` / `completion_tokens` of every successful answer (what a provider would bill).
 Run standalone: `python -m tests.support.openai_server --port 0 --delay 0.05` prints `PORT <n>`.
 """
 
@@ -175,6 +176,8 @@ class Stats:
         self.per_key_success: Counter[str] = Counter()
         self.per_key_faults: Counter[str] = Counter()
         self.per_prompt_success: Counter[str] = Counter()
+        self.prompt_tokens = 0        # usage of every successful answer (online and batch): what was billed
+        self.completion_tokens = 0
         self.batch_calls: Counter[str] = Counter()
         self.batch_lines_failed = 0
         self.log: list[dict[str, Any]] = []
@@ -183,6 +186,7 @@ class Stats:
         with self.lock:
             return {"total": self.total, "successful": self.successful, "held": self.held,
                     "client_gone": self.client_gone, "by_status": dict(self.by_status),
+                    "prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens,
                     "by_kind": dict(self.by_kind), "max_in_flight": self.max_in_flight,
                     "batch_calls": dict(self.batch_calls), "batch_lines_failed": self.batch_lines_failed}
 
@@ -342,8 +346,9 @@ class _Handler(BaseHTTPRequestHandler):
                 st.log.append({"key": key, "outcome": "client_gone"})
             self.close_connection = True
             return
-        body = reply.raw if reply.raw is not None else json.dumps(completion_body(req, reply, chat)).encode()
-        success = reply.status == 200 and reply.raw is None
+        data = completion_body(req, reply, chat) if reply.raw is None else None
+        body = reply.raw if data is None else json.dumps(data).encode()
+        success = reply.status == 200 and data is not None
         try:
             # count before sending: once the bytes leave, the client may act (and be killed) at once
             if success:
@@ -351,6 +356,8 @@ class _Handler(BaseHTTPRequestHandler):
                     st.successful += 1
                     st.per_key_success[key] += 1
                     st.per_prompt_success[prompt_hash(req)] += 1
+                    st.prompt_tokens += data["usage"]["prompt_tokens"]
+                    st.completion_tokens += data["usage"]["completion_tokens"]
             with st.lock:
                 st.by_status[reply.status] += 1
                 st.by_kind[reply.kind] += 1
@@ -574,10 +581,13 @@ class BatchAPI:
                 st.batch_lines_failed += 1
             return
         chat = line["url"].endswith("/chat/completions")
+        data = completion_body(body, reply, chat)
         b["out"].append({"id": rid, "custom_id": cid, "error": None, "response": {
-            "status_code": 200, "request_id": rid, "body": completion_body(body, reply, chat)}})
+            "status_code": 200, "request_id": rid, "body": data}})
         with st.lock:   # paid: counted like an online answer
             st.successful += 1
+            st.prompt_tokens += data["usage"]["prompt_tokens"]
+            st.completion_tokens += data["usage"]["completion_tokens"]
             st.per_key_success[cid] += 1
             st.per_prompt_success[prompt_hash(body)] += 1
 
