@@ -16,8 +16,10 @@ def _money(value: float | None) -> float | None:
 
 
 def accounting(cfg: TeacherConfig, phases: dict[str, Any], ledger_tokens: int, ledger_cost: float | None,
-               reserved_tokens: int = 0, reserved_cost: float = 0.0) -> dict[str, Any]:
-    """`phases` maps phase name -> TeacherUsage (or its asdict)."""
+               reserved_tokens: int = 0, reserved_cost: float = 0.0, spent_at_stop: int = 0) -> dict[str, Any]:
+    """`phases` maps phase name -> TeacherUsage (or its asdict). `reserved_*`: at a budget stop, the worst
+    case of the requests then in flight; they were answered before the run ended, so they are inside
+    `ledger` now and `remaining` does not subtract them again."""
     by_phase: dict[str, dict[str, Any]] = {}
     run_tokens, run_cost = 0, 0.0
     for name, u in phases.items():
@@ -32,10 +34,13 @@ def accounting(cfg: TeacherConfig, phases: dict[str, Any], ledger_tokens: int, l
     return {
         "spent": {"tokens": run_tokens, "usd": _money(run_cost)},          # this run, all phases
         "ledger": {"tokens": ledger_tokens, "usd": _money(ledger_cost)},   # every run: what budgets count
-        "reserved": {"tokens": reserved_tokens, "usd": _money(reserved_cost)},
+        "reserved": {"tokens": reserved_tokens, "usd": _money(reserved_cost), "spent_at_stop": spent_at_stop,
+                     "note": ("worst case of the requests in flight when the budget stopped admission; they "
+                              "were answered since, and what they cost is in spent and ledger")
+                     if reserved_tokens else "nothing in flight at the end of the run"},
         "budget": {"tokens": cap_t or None, "usd": cap_c or None},
-        "remaining": {"tokens": (cap_t - ledger_tokens - reserved_tokens) if cap_t else None,
-                      "usd": _money(cap_c - (ledger_cost or 0.0) - reserved_cost) if cap_c else None},
+        "remaining": {"tokens": (cap_t - ledger_tokens) if cap_t else None,
+                      "usd": _money(cap_c - (ledger_cost or 0.0)) if cap_c else None},
         "by_phase": by_phase,
     }
 

@@ -101,6 +101,9 @@ class TeacherUsage:
     ledger_cost_usd: float | None = 0.0
     wall_s: float = 0.0
     stopped: str | None = None
+    reserved_tokens: int = 0     # at a budget stop: worst case of the requests then in flight (since answered)
+    reserved_cost_usd: float = 0.0
+    spent_at_stop: int = 0       # at a budget stop: ledger tokens spent when admission stopped
     batches: int = 0             # batch mode: batches submitted by this run
     batches_resumed: int = 0     # batch mode: batches of an earlier (killed) run resumed by their id
     batch_errors: dict[str, int] = field(default_factory=dict)   # batch mode: failed lines per reason
@@ -109,6 +112,9 @@ class TeacherUsage:
         for k, v in asdict(other).items():
             if k == "stopped":
                 self.stopped = v or self.stopped
+            elif k in ("reserved_tokens", "reserved_cost_usd", "spent_at_stop"):   # of the latest stop
+                if other.stopped:
+                    setattr(self, k, v)
             elif k == "batch_errors":
                 for reason, n in v.items():
                     self.batch_errors[reason] = self.batch_errors.get(reason, 0) + n
@@ -359,6 +365,8 @@ class Teacher:
                     if reason is not None:
                         sem.release()
                         usage.stopped = reason
+                        usage.reserved_tokens, usage.reserved_cost_usd = state["reserved_tokens"], state["reserved_cost"]
+                        usage.spent_at_stop = state["spent_tokens"]
                         for rest in todo[i:]:
                             answers[rest.key] = TeacherAnswer(key=rest.key, text=None, error=BUDGET_EXHAUSTED)
                             usage.not_sent_budget += 1

@@ -320,7 +320,8 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
     ledger_p, ledger_c = make_teacher(cfg, store).ledger.totals()   # the whole ledger, read now (not a phase's)
     usage.ledger_tokens = ledger_p + ledger_c
     usage.ledger_cost_usd = make_teacher(cfg, store).ledger_cost()   # each answer at its mode's price
-    accounting = teacher_accounting(cfg.teacher, phases, usage.ledger_tokens, usage.ledger_cost_usd)
+    accounting = teacher_accounting(cfg.teacher, phases, usage.ledger_tokens, usage.ledger_cost_usd,
+                                    usage.reserved_tokens, usage.reserved_cost_usd, usage.spent_at_stop)
     failed = textbooks.get("failed", 0) + exercises.get("failed", 0) + variants.get("failed", 0)
     diversity = {"textbooks": diversity_report(textbooks["rows"], textbooks.get("topics_requested", [])),
                  "exercises": diversity_report(ex_rows, exercises.get("topics_requested", []))}

@@ -130,3 +130,10 @@ def test_budget_cap_stops_keeps_and_says_so(prefect_harness, scripted_server, tm
     assert m["teacher_usage"]["ledger_tokens"] <= 4000
     assert 0 < m["datasets"]["textbooks"]["rows"] < 20
     assert m["drops"].get("textbook:not_sent_budget") and m["partial"] is False
+    # reserved = the in-flight worst case at the stop; final spend lies between the stop's spend and that
+    # plus the reservation, and equals what the server billed (spent sums every phase)
+    stop = acc["reserved"]
+    assert stop["tokens"] > 0 and f"{stop['spent_at_stop']:,} spent + {stop['tokens']:,} reserved" in m["stopped"]
+    assert stop["spent_at_stop"] <= acc["ledger"]["tokens"] <= stop["spent_at_stop"] + stop["tokens"]
+    billed = scripted_server.stats.prompt_tokens + scripted_server.stats.completion_tokens
+    assert acc["spent"]["tokens"] == acc["ledger"]["tokens"] == billed
