@@ -46,8 +46,12 @@ def train_phase(cfg: PrimerConfig, phase: str, shards: str, init_weights: str | 
             logger.info("%s %s", phase, {k: v for k, v in event.items() if k != "event"})
 
     t = cfg.train
-    launch(spec, t.nproc, t.launcher, t.hostfile, on_event, nnodes=t.nnodes, node_rank=t.node_rank,
-           master_addr=t.master_addr, master_port=t.master_port)
+    try:
+        launch(spec, t.nproc, t.launcher, t.hostfile, on_event, nnodes=t.nnodes, node_rank=t.node_rank,
+               master_addr=t.master_addr, master_port=t.master_port)
+    except BaseException:
+        trackers.finish("failed")  # the tracker's run ends FAILED, not left RUNNING
+        raise
     progress.done()
     trackers.finish("done", loss_plot_png(events, f"{phase} ({spec.run_key[:8]})") if trackers.active else None)
     if t.node_rank != 0:  # the master node's launcher writes the run manifest: wait for it
