@@ -168,7 +168,7 @@ def resolve_source(spec: SourceSpec, store_cfg: StoreConfig | None = None, index
                          protocol="file" if fs.protocol in ("file", ("file", "local")) else _protocol(uri))
     if fmt == "parquet":
         for f in files:
-            _check_parquet(fs, f, spec.text_column, index, setting)
+            _check_parquet(fs, f, spec.text_column, index, setting, spec.prompt_column)
     src.fingerprint = _fingerprint(fs, src)
     return src
 
@@ -181,17 +181,18 @@ def _resolve_stage_output(out: Output, spec: SourceSpec, where: str, setting: st
     fmt = entry.get("format") or _detect_format(uris, "auto")
     # The dataset says where its text is; an explicit text_column in the spec (not the default) wins.
     column = spec.text_column if spec.text_column != "text" else entry.get("text_column") or "text"
-    spec = dataclasses.replace(spec, dataset=name, text_column=column, format=fmt)
+    prompt = spec.prompt_column or entry.get("prompt_column", "")
+    spec = dataclasses.replace(spec, dataset=name, text_column=column, format=fmt, prompt_column=prompt)
     fs, base = filesystem_for(out.uri, store_cfg)
     files = [filesystem_for(u, store_cfg)[1] for u in uris]
     src = ResolvedSource(spec=spec, name=spec.display_name(), format=fmt, base=base.rstrip("/"), files=files,
                          protocol="file" if fs.protocol in ("file", ("file", "local")) else _protocol(out.uri))
     if fmt == "parquet":
         for f in files:
-            _check_parquet(fs, f, column, index, setting)
+            _check_parquet(fs, f, column, index, setting, spec.prompt_column)
     # The manifest already holds each file's sha256: the fingerprint is location-free and costs no read.
     sha = {f["name"]: f["sha256"] for f in out.manifest.get("files", [])}
-    h = hashlib.sha256(f"{fmt}|{column}|{spec.keep_if}|{name}".encode())
+    h = hashlib.sha256(f"{fmt}|{column}|{spec.keep_if}|{name}{_prompt_tag(spec)}".encode())
     for u in uris:
         rel = u[len(out.uri.rstrip("/")) + 1:]
         h.update(rel.encode() + b"\0" + sha[rel].encode())
@@ -199,7 +200,7 @@ def _resolve_stage_output(out: Output, spec: SourceSpec, where: str, setting: st
     return src
 
 
-def _check_parquet(fs, path: str, column: str, index: int, setting: str = "pack.sources") -> None:
+def _check_parquet(fs, path: str, column: str, index: int, setting: str = "pack.sources", prompt: str = "") -> None:
     """Read only the footer: a corrupt file or a missing column fails now, before any heavy work."""
     try:
         with fs.open(path, "rb") as f:
@@ -210,6 +211,9 @@ def _check_parquet(fs, path: str, column: str, index: int, setting: str = "pack.
     if column not in names:
         raise InputError(f"{path}: no column {column!r} (columns: {', '.join(names)}). Set "
                          f"{setting}[{index}].text_column to the column holding the text.")
+    if prompt and prompt not in names:
+        raise InputError(f"{path}: no column {prompt!r} (columns: {', '.join(names)}). Fix or clear "
+                         f"{setting}[{index}].prompt_column.")
 
 
 def _protocol(uri: str) -> str:
@@ -220,9 +224,14 @@ def _has_datasets(fs, base: str) -> bool:
     return any(f.endswith(PARQUET_EXT + JSONL_EXT) for f in fs.find(base, maxdepth=2))
 
 
+def _prompt_tag(spec: SourceSpec) -> str:
+    """A prompt column changes what pack writes (a prompt mask); no column leaves older fingerprints as they were."""
+    return f"|prompt={spec.prompt_column}" if spec.prompt_column else ""
+
+
 def _fingerprint(fs, src: ResolvedSource) -> str:
     """Hash of (relative name, content) for local files; of (name, ETag/size) for remote objects."""
-    h = hashlib.sha256(f"{src.format}|{src.spec.text_column}|{src.spec.keep_if}".encode())
+    h = hashlib.sha256(f"{src.format}|{src.spec.text_column}|{src.spec.keep_if}{_prompt_tag(src.spec)}".encode())
     local = src.protocol == "file"
     for f in src.files:
         h.update(f[len(src.base):].encode() + b"\0")
@@ -261,6 +270,12 @@ def _keep(doc_id: str, text: object, src: ResolvedSource, drops: DropCounter, de
         drops.add(Drop(doc_id, src.name, "empty", detail))
         return None
     return Document(id=doc_id, text=text, source=src.name)
+
+
+def _with_prompt(doc: Document, prompt: object) -> None:
+    """Record a document's prompt (a prefix of its text, e.g. an exercise's signature + docstring)."""
+    if isinstance(prompt, str) and prompt:
+        doc.meta["prompt"] = prompt
 
 
 def _read_source_file(fs, path: str, rel: str, src: ResolvedSource, drops: DropCounter) -> Iterator[Document]:
@@ -304,6 +319,7 @@ def _read_jsonl(fs, path: str, rel: str, src: ResolvedSource, drops: DropCounter
             doc_id = str(record.get("id", f"{rel}:{lineno}"))
             doc = _keep(doc_id, record[col], src, drops, where)
             if doc:
+                _with_prompt(doc, record.get(src.spec.prompt_column) if src.spec.prompt_column else None)
                 yield doc
 
 
@@ -330,14 +346,19 @@ def _parquet_rows(pf: pq.ParquetFile, path: str, rel: str, src: ResolvedSource,
     keep_if = src.spec.keep_if
     if keep_if and keep_if not in names:
         raise InputError(f"{path}: no column {keep_if!r} for keep_if (columns: {', '.join(names)})")
+    prompt_col = src.spec.prompt_column
+    if prompt_col and prompt_col not in names:
+        raise InputError(f"{path}: no column {prompt_col!r} for prompt_column (columns: {', '.join(names)})")
     columns = [col] + (["id"] if "id" in names and col != "id" else []) + ([keep_if] if keep_if else [])
+    columns += [prompt_col] if prompt_col and prompt_col not in columns else []
     row = 0
     try:
         for batch in pf.iter_batches(columns=columns, batch_size=4096):
             texts = batch.column(col).to_pylist()
             ids = batch.column("id").to_pylist() if "id" in columns else [None] * len(texts)
             flags = batch.column(keep_if).to_pylist() if keep_if else [True] * len(texts)
-            for text, doc_id, flag in zip(texts, ids, flags):
+            prompts = batch.column(prompt_col).to_pylist() if prompt_col else [None] * len(texts)
+            for text, doc_id, flag, prompt in zip(texts, ids, flags, prompts):
                 doc_id = str(doc_id) if doc_id is not None else f"{rel}#{row}"
                 row += 1
                 if not flag:
@@ -345,6 +366,7 @@ def _parquet_rows(pf: pq.ParquetFile, path: str, rel: str, src: ResolvedSource,
                     continue
                 doc = _keep(doc_id, text, src, drops, f"{path} row {row - 1}")
                 if doc:
+                    _with_prompt(doc, prompt)
                     yield doc
     except (pa.ArrowException, OSError, UnicodeDecodeError, ValueError) as e:
         # A valid footer over damaged pages: pyarrow fails while decoding (bad page header, bad

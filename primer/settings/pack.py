@@ -19,6 +19,9 @@ class SourceSpec:
     glob: str = knob("**/*.py", help="File pattern inside a folder of source files.")
     keep_if: str = knob("", help="Parquet/JSONL: keep only rows whose boolean column of this name is true "
                                  "(e.g. `verified` for synthetic exercises).")
+    prompt_column: str = knob("", help="Parquet/JSONL: column holding each document's prompt, a prefix of its "
+                                       "text (synthesize's exercises: `prompt`, taken from its manifest). Pack "
+                                       "then records which tokens are prompt, for train.<phase>.loss_on=solution.")
     dataset: str = knob("", help="When `uri` is another stage's output: which dataset of its manifest to read "
                                  "(curate: `documents`; synthesize: `textbooks`, `exercises`). Empty = its only "
                                  "dataset.")

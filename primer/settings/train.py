@@ -50,6 +50,9 @@ class PhaseConfig:
     data_order: str = knob("shuffle", help="Row order: seeded shuffle each epoch; sequential (shard order); or "
                            "curriculum (easiest rows first, by the per-row difficulty recorded at packing time).",
                            choices=("shuffle", "sequential", "curriculum"))
+    loss_on: str = knob("all", help="Tokens the loss is computed on: all, or solution (prompt tokens of exercise "
+                        "documents are not trained on: needs shards packed with a prompt column, e.g. from "
+                        "synthesize's exercises).", choices=("all", "solution"))
 
 
 @dataclass

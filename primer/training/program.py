@@ -41,7 +41,7 @@ from primer.store import FileRecord, open_store
 from primer.training import mfu
 from primer.training.checkpoints import download_checkpoint, latest_checkpoint, step_name, step_output, upload_dir
 from primer.training.collectives import Collectives, install_strict_checks, strict_requested
-from primer.training.data import RowOrder, ShardRows, eval_batches, micro_batch
+from primer.training.data import IGNORE_INDEX, RowOrder, ShardRows, eval_rows, loss_targets, micro_batch_rows
 from primer.training.spec import TrainSpec
 
 
@@ -118,8 +118,9 @@ class Trainer:
         self.run_key = spec.run_key
         self.local = Path(spec.local_dir) / self.run_key
         shards = self.store.resolve(spec.shards)
-        self.train_rows = ShardRows(self.store, shards, "train")
-        self.val_rows = ShardRows(self.store, shards, "val")
+        masked = self.phase.loss_on == "solution"  # the loss skips prompt tokens: read the prompt masks too
+        self.train_rows = ShardRows(self.store, shards, "train", prompt_mask=masked)
+        self.val_rows = ShardRows(self.store, shards, "val", prompt_mask=masked)
         if len(self.train_rows) < self.phase.batch_size:
             raise SystemExit(f"train split of {shards} has {len(self.train_rows)} rows < batch_size "
                              f"{self.phase.batch_size}; pack more data or lower the batch size")
@@ -215,18 +216,27 @@ class Trainer:
             local.write_text(json.dumps(self.spec.model, indent=2))
 
     # ---------------------------------------------------------------- train / eval
+    def batch(self, rows: ShardRows, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(input ids, targets) of rows `idx` on the device; targets skip prompt tokens with loss_on=solution."""
+        tokens = np.stack([rows.row(i) for i in idx]).astype(np.int64)
+        targets = loss_targets(rows, idx, tokens, self.phase.loss_on)
+        return (torch.from_numpy(tokens[:, :-1]).to(self.device), torch.from_numpy(targets).to(self.device))
+
     def evaluate(self) -> float | None:
-        """Mean next-token loss over a fixed slice of the validation split (None when it is empty)."""
+        """Mean next-token loss over a fixed slice of the validation split (None when it is empty), over
+        the tokens the training loss counts."""
         if len(self.val_rows) == 0:
             return None
         self.engine.eval()
         total = torch.zeros(2, dtype=torch.float64)
         ph = self.phase
         with torch.no_grad():
-            for batch in eval_batches(self.val_rows, ph.eval_batches, ph.micro_batch, self.rank, self.world):
-                x = torch.from_numpy(batch).to(self.device)
-                _, loss = self.engine(x[:, :-1], x[:, 1:])
-                total += torch.tensor([loss.item() * x[:, 1:].numel(), x[:, 1:].numel()], dtype=torch.float64)
+            for idx in eval_rows(self.val_rows, ph.eval_batches, ph.micro_batch, self.rank, self.world):
+                x, t = self.batch(self.val_rows, idx)
+                n = int((t != IGNORE_INDEX).sum())
+                if n:
+                    _, loss = self.engine(x, t)
+                    total += torch.tensor([loss.item() * n, n], dtype=torch.float64)
         total = self.comm.all_reduce_sum(total)
         self.engine.train()
         return float(total[0] / total[1])
@@ -249,10 +259,14 @@ class Trainer:
             lr = self.scheduler.get_last_lr()[0]  # the rate this step's update uses
             step_loss = torch.zeros(1, dtype=torch.float64)
             for m in range(self.accum):
-                batch = micro_batch(self.train_rows, self.order, self.step, m, self.rank, self.world,
-                                    ph.micro_batch, ph.batch_size)
-                x = torch.from_numpy(batch).to(self.device)
-                _, loss = self.engine(x[:, :-1], x[:, 1:])
+                idx = micro_batch_rows(self.order, self.step, m, self.rank, self.world, ph.micro_batch,
+                                       ph.batch_size)
+                x, t = self.batch(self.train_rows, idx)
+                if bool((t != IGNORE_INDEX).any()):
+                    _, loss = self.engine(x, t)
+                else:  # only prompt tokens (loss_on=solution): a zero loss, so every rank still runs backward
+                    _, loss = self.engine(x, torch.where(t == IGNORE_INDEX, x.new_zeros(()), t))
+                    loss = loss * 0.0
                 self.engine.backward(loss)
                 self.engine.step()
                 step_loss += loss.item() / self.accum

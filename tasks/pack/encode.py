@@ -41,6 +41,8 @@ class TokenizedSource:
     tokens: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int32))
     offsets: np.ndarray = field(default_factory=lambda: np.zeros(1, np.int64))  # doc i = tokens[off[i]:off[i+1]]
     difficulty: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float32))  # per document
+    # Per document, how many of its first tokens are its prompt (source.spec.prompt_column); None: no prompts.
+    prompt_tokens: np.ndarray | None = None
     drops: DropCounter = field(default_factory=DropCounter)
     bytes: int = 0
 
@@ -103,6 +105,8 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
     lengths: list[int] = []
     batch_ids: list[str] = []
     batch_texts: list[str] = []
+    batch_prompts: list[str | None] = []
+    prompt_lengths: list[int] = []
     eos_id = tok.eos_id
 
     def flush() -> None:
@@ -111,7 +115,8 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
         # A document that contains the literal EOS string must not be cut in two: special tokens inside
         # the text are encoded as ordinary text, so EOS in a row only ever marks a real document boundary.
         tokenizer.encode_special_tokens = True
-        for doc_id, enc in zip(batch_ids, tokenizer.encode_batch_fast(batch_texts)):
+        prompts = prompt_ids(tokenizer, batch_prompts) if src.spec.prompt_column else None
+        for i, (doc_id, enc) in enumerate(zip(batch_ids, tokenizer.encode_batch_fast(batch_texts))):
             ids = enc.ids
             n = len(ids) + 1
             if cfg.max_doc_tokens and n > cfg.max_doc_tokens:
@@ -122,8 +127,11 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
             flat.append(eos_id)
             lengths.append(n)
             out.ids.append(doc_id)
+            if prompts is not None:
+                prompt_lengths.append(common_prefix(prompts[i], ids))
         batch_ids.clear()
         batch_texts.clear()
+        batch_prompts.clear()
 
     for doc in read_documents(src, out.drops, store_cfg):
         if too_large(doc.text, cfg.max_doc_bytes):
@@ -132,13 +140,36 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
         out.bytes += len(doc.text)
         batch_ids.append(doc.id)
         batch_texts.append(doc.text)
+        batch_prompts.append(doc.meta.get("prompt"))
         if len(batch_texts) >= cfg.batch_docs:
             flush()
     flush()
     out.tokens = np.array(flat, dtype=np.int32)
     out.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
     out.difficulty = token_entropy(out.tokens, out.offsets)
+    if src.spec.prompt_column:
+        out.prompt_tokens = np.array(prompt_lengths, dtype=np.int64)
     return out
+
+
+def prompt_ids(tokenizer: Tokenizer, prompts: list[str | None]) -> list[list[int]]:
+    """Each prompt's token ids ([] for a document without one), encoded as its document is."""
+    given = [i for i, p in enumerate(prompts) if p]
+    ids: list[list[int]] = [[] for _ in prompts]
+    for i, enc in zip(given, tokenizer.encode_batch_fast([prompts[i] for i in given])):
+        ids[i] = enc.ids
+    return ids
+
+
+def common_prefix(prompt: list[int], ids: list[int]) -> int:
+    """Tokens of the document that are its prompt's: the longest common prefix of the two encodings (a token
+    straddling the prompt/solution boundary holds solution text, so it is not prompt)."""
+    n = 0
+    for a, b in zip(prompt, ids):
+        if a != b:
+            break
+        n += 1
+    return n
 
 
 def too_large(text: str, limit: int) -> bool:
@@ -185,6 +216,9 @@ def join_shards(sources: list[ResolvedSource], parts: list[TokenizedSource], pla
         out.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
         out.difficulty = (np.concatenate([p.difficulty for p in shards]) if shards
                           else np.zeros(0, np.float32))
+        if any(p.prompt_tokens is not None for p in shards):
+            out.prompt_tokens = np.concatenate([np.zeros(0, np.int64)] + [
+                p.prompt_tokens if p.prompt_tokens is not None else np.zeros(p.n_docs, np.int64) for p in shards])
         joined.append(out)
     return joined
 

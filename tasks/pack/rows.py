@@ -41,31 +41,48 @@ def plan_splits(sources: list[TokenizedSource], cfg: PackConfig) -> dict[str, li
     return plan
 
 
-def build_stream(sources: list[TokenizedSource], docs: list[tuple[int, int]]) -> tuple[np.ndarray, np.ndarray]:
-    """The split's token stream and, per token, the difficulty of the document it belongs to."""
+Stream = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+def build_stream(sources: list[TokenizedSource], docs: list[tuple[int, int]]) -> Stream:
+    """The split's token stream; per token, the difficulty of the document it belongs to; and, when some
+    source has prompts, per token whether it is its document's prompt (None otherwise)."""
     pieces = [sources[si].tokens[sources[si].offsets[di]:sources[si].offsets[di + 1]] for si, di in docs]
     if not pieces:
-        return np.zeros(0, np.int32), np.zeros(0, np.float32)
-    per_token = np.repeat(np.array([sources[si].difficulty[di] for si, di in docs], dtype=np.float32),
-                          [len(p) for p in pieces])
-    return np.concatenate(pieces), per_token
+        return np.zeros(0, np.int32), np.zeros(0, np.float32), None
+    lengths = [len(p) for p in pieces]
+    per_token = np.repeat(np.array([sources[si].difficulty[di] for si, di in docs], dtype=np.float32), lengths)
+    prompt = None
+    if any(s.prompt_tokens is not None for s in sources):
+        n_prompt = np.array([sources[si].prompt_tokens[di] if sources[si].prompt_tokens is not None else 0
+                             for si, di in docs], dtype=np.int64)
+        starts = np.concatenate([[0], np.cumsum(lengths)[:-1]])
+        position = np.arange(sum(lengths)) - np.repeat(starts, lengths)  # index of the token in its document
+        prompt = position < np.repeat(n_prompt, lengths)
+    return np.concatenate(pieces), per_token, prompt
 
 
-def write_split(out: StageOutput, split: str, stream: tuple[np.ndarray, np.ndarray], cfg: PackConfig,
+def write_split(out: StageOutput, split: str, stream: Stream, cfg: PackConfig,
                 on_shard: Callable[[], None] | None = None) -> dict[str, Any]:
     """Rows of exactly `seq_len` tokens (the tail that fills no row is `remainder_tokens`), in shards of
-    `rows_per_shard`. Each row's difficulty is the token-weighted mean of its documents' difficulty."""
-    tokens, per_token = stream
+    `rows_per_shard`. Each row's difficulty is the token-weighted mean of its documents' difficulty; with
+    prompts, each row also gets its prompt mask (written only then, so other shards are as before)."""
+    tokens, per_token, prompt = stream
     n_rows = len(tokens) // cfg.seq_len
     rows = tokens[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len)
+    mask = prompt[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len) if prompt is not None else None
     difficulty = per_token[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len).mean(axis=1, dtype=np.float64)
     shards = []
     for index, start in enumerate(range(0, n_rows, cfg.rows_per_shard)):
         name = shard_name(split, index)
         with out.open_local(name) as local:
-            write_shard(local, rows[start:start + cfg.rows_per_shard], difficulty[start:start + cfg.rows_per_shard])
+            part = slice(start, start + cfg.rows_per_shard)
+            write_shard(local, rows[part], difficulty[part], mask[part] if mask is not None else None)
         shards.append(name)
         if on_shard:
             on_shard()
-    return {"rows": int(n_rows), "tokens": int(n_rows * cfg.seq_len),
+    info = {"rows": int(n_rows), "tokens": int(n_rows * cfg.seq_len),
             "remainder_tokens": int(len(tokens) - n_rows * cfg.seq_len), "shards": shards}
+    if mask is not None:
+        info["prompt_tokens"] = int(mask.sum())  # also says: these shards have a prompt_mask column
+    return info

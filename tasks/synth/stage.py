@@ -24,6 +24,7 @@ from primer.teacher.accounting import rows as accounting_rows
 from primer.teacher import BUDGET_EXHAUSTED, Ledger, Teacher, TeacherUsage, open_teacher
 from tasks.synth.decontaminate import decontaminate_outputs
 from tasks.synth import prompts as P
+from tasks.synth import seeds as S
 from tasks.synth.quality import dedup, diversity_report
 from tasks.synth.validate import normalize_ws, parse_exercise, validate_textbook
 from tasks.synth.verify import verify_programs
@@ -36,7 +37,8 @@ EXERCISE_SOURCE = "synthetic_exercise"
 
 TEXTBOOK_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source", pa.string()),
                              ("topic", pa.string()), ("chapter", pa.string()), ("audience", pa.string()),
-                             ("style", pa.string()), ("model", pa.string()), ("request_key", pa.string())])
+                             ("style", pa.string()), ("model", pa.string()), ("request_key", pa.string()),
+                             ("seed", pa.string())])   # id of the curated document a seeded prompt quoted, else ""
 EXERCISE_SCHEMA = pa.schema([("id", pa.string()), ("prompt", pa.string()), ("solution", pa.string()),
                              ("tests", pa.string()), ("verified", pa.bool_()), ("failure_reason", pa.string()),
                              ("failure_detail", pa.string()), ("topic", pa.string()), ("text", pa.string()),
@@ -62,25 +64,30 @@ def prepare(cfg: PrimerConfig) -> dict[str, Any]:
         return {"skip": reason}
     topics, topics_sha = P.load_topic_tree(cfg.synth.topics_file, cfg.store)
     pools, pools_sha = P.load_exercise_topics(cfg.synth.exercise_topics_file, cfg.store)
+    seed = S.resolve_seed_source(cfg)   # None unless seed_fraction > 0; a bad seed_source fails here
     key = content_key(STAGE, STAGE_VERSION, fingerprint_fields(cfg.synth.content_fields()),
                       generation_fingerprint(cfg), topics_sha, pools_sha,
-                      dataclasses.asdict(cfg.evaluate.contamination))  # decontamination decides what is kept
+                      dataclasses.asdict(cfg.evaluate.contamination),  # decontamination decides what is kept
+                      *([seed["fingerprint"]] if seed else []))     # the curated documents quoted
     store = open_store(cfg.store)
     out = store.output(STAGE, key)
     if out.is_complete():
         manifest = out.read_manifest()
         if not manifest.get("partial"):
-            return {"reuse": out.uri, "key": key, "manifest": manifest, "topics": topics, "pools": pools}
-    return {"key": key, "topics": topics, "pools": pools, "topics_sha": topics_sha, "pools_sha": pools_sha}
+            return {"reuse": out.uri, "key": key, "manifest": manifest, "topics": topics, "pools": pools,
+                    "seed": seed}
+    return {"key": key, "topics": topics, "pools": pools, "topics_sha": topics_sha, "pools_sha": pools_sha,
+            "seed": seed}
 
 
-def plan_requests(cfg: PrimerConfig, topics: list[P.Topic], pools: dict[str, list[str]]) -> str:
+def plan_requests(cfg: PrimerConfig, topics: list[P.Topic], pools: dict[str, list[str]],
+                  seed: dict[str, Any] | None = None) -> str:
     """The plan as markdown (also published as the `synthesize-plan` artifact); sends nothing."""
     from tasks.synth.plan import build_plan, render
 
     teacher = make_teacher(cfg)
     p, c = teacher.ledger.totals()
-    text = render(build_plan(cfg, topics, pools, p + c, teacher.ledger_cost()))
+    text = render(build_plan(cfg, topics, pools, p + c, teacher.ledger_cost(), seed=seed))
     dashboard.markdown("synthesize-plan", text, description="Synthesize: requests, tokens, cost and budget")
     log.info("%s", text)
     return text
@@ -158,10 +165,16 @@ def expand_topics(cfg: PrimerConfig, topics: list[P.Topic], progress: Progress =
     return {"topics": level, "usage": asdict(usage), "drops": drops}
 
 
-def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], progress: Progress = None) -> dict[str, Any]:
+def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], seed: dict[str, Any] | None = None,
+                       progress: Progress = None) -> dict[str, Any]:
+    """Textbook sections: topic x audience x style prompts, and with `seed` (`prepare`'s resolved
+    synth.seed_source) a seed_fraction share of prompts quoting curated code extracts (tasks/synth/seeds.py)."""
     s = cfg.synth
     n = -(-s.textbook_tokens // s.tokens_per_textbook) if s.textbook_tokens else s.textbooks
-    plan = P.textbook_plan(topics, s.audiences, s.styles, n, s.seed)
+    wanted = S.seeded_count(n, s.seed_fraction, seed.get("documents")) if seed else 0
+    extracts = S.select_extracts(cfg, seed, wanted) if wanted else []
+    plain = P.textbook_plan(topics, s.audiences, s.styles, n - len(extracts), s.seed)
+    plan = S.interleave(plain, S.seeded_items(extracts, s.audiences, s.styles, s.seed))
     teacher = make_teacher(cfg)
     teacher.phase = "textbooks"
     reqs = [teacher.request(P.textbook_messages(item), sample_index=item["sample_index"]) for item in plan]
@@ -180,11 +193,16 @@ def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], progress: Progr
             continue
         rows.append({"id": rid, "text": v.text, "source": TEXTBOOK_SOURCE, "topic": topic,
                      "chapter": item["topic"].chapter, "audience": item["audience"], "style": item["style"],
-                     "model": cfg.teacher.model, "request_key": a.key})
+                     "model": cfg.teacher.model, "request_key": a.key,
+                     "seed": item["seed"]["id"] if item.get("seed") else ""})
     kept, dups = dedup(rows, s.dedup_threshold)
     drops += [_drop(r["id"], "textbook", r["topic"], reason, f"duplicates {other}") for r, reason, other in dups]
+    seeding = None if not seed else {
+        "seed_source": seed["seed_source"], "uri": seed["uri"], "dataset": seed["dataset"],
+        "fingerprint": seed["fingerprint"], "fraction": s.seed_fraction, "extract_chars": s.seed_extract_chars,
+        "wanted": wanted, "requests": len(extracts)}
     return {"rows": kept, "drops": drops, "usage": asdict(teacher.last_run), "failed": failed,
-            "topics_requested": sorted({i["topic"].label for i in plan})}
+            "topics_requested": sorted({i["topic"].label for i in plain}), "seeding": seeding}
 
 
 def _exercise_row(cfg: PrimerConfig, ex: Any, key: str, topic: str, prefix: str = "ex",
@@ -323,6 +341,8 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
     accounting = teacher_accounting(cfg.teacher, phases, usage.ledger_tokens, usage.ledger_cost_usd,
                                     usage.reserved_tokens, usage.reserved_cost_usd, usage.spent_at_stop)
     failed = textbooks.get("failed", 0) + exercises.get("failed", 0) + variants.get("failed", 0)
+    seeding = textbooks.get("seeding") and {   # how many textbooks kept quote curated code, and from where
+        **textbooks["seeding"], "textbooks": sum(1 for r in textbooks["rows"] if r.get("seed"))}
     diversity = {"textbooks": diversity_report(textbooks["rows"], textbooks.get("topics_requested", [])),
                  "exercises": diversity_report(ex_rows, exercises.get("topics_requested", []))}
 
@@ -343,13 +363,14 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
             "textbooks": {"files": ["textbooks.parquet"], "format": "parquet", "text_column": "text",
                           "rows": len(textbooks["rows"]), "source": TEXTBOOK_SOURCE},
             "exercises": {"files": ["exercises.parquet"], "format": "parquet", "text_column": "text",
-                          "keep_if": "verified", "rows": len(ex_rows), "source": EXERCISE_SOURCE,
+                          "prompt_column": "prompt", "keep_if": "verified", "rows": len(ex_rows), "source": EXERCISE_SOURCE,
                           "verified": sum(r["verified"] for r in ex_rows)},
         },
         "tables": {"dropped": {"file": "dropped.parquet", "rows": len(drops)}},
         "accounting": accounting,
         "drops": dict(Counter(f"{d['kind']}:{d['reason']}" for d in drops)),
         "decontamination": decontamination,
+        "seeding": seeding,
         "teacher_usage": asdict(usage),
         "stopped": usage.stopped,
         "teacher_failures": failed,
@@ -372,4 +393,11 @@ def publish(cfg: PrimerConfig, manifest: dict[str, Any], usage: TeacherUsage, di
                      "distinct_2": rep["distinct_2"]["distinct"], "distinct_3": rep["distinct_3"]["distinct"],
                      "topic_coverage": rep["topic_coverage"], "verified": rep.get("verified", "")})
     dashboard.table("synthesize-diversity", rows, description="Distinct n-grams and topic coverage")
+    seeding = manifest.get("seeding")
+    if seeding:
+        dashboard.table("synthesize-seeding", [{
+            "seed_source": seeding["seed_source"], "output": seeding["uri"], "dataset": seeding["dataset"],
+            "seed_fraction": seeding["fraction"], "seeded_requests": seeding["requests"],
+            "seeded_textbooks": seeding["textbooks"], "textbooks": manifest["datasets"]["textbooks"]["rows"]}],
+            description="Textbook prompts seeded with code extracts of a curate output")
     dashboard.markdown("synthesize-samples", samples, description=f"Samples — {manifest['uri']}")

@@ -82,6 +82,10 @@ def build_spec(cfg: PrimerConfig, store: ArtifactStore, phase: str, shards: str,
     if phase_cfg.batch_size % (phase_cfg.micro_batch * world):
         raise ConfigError(f"train.{phase}.batch_size: {phase_cfg.batch_size} is not a multiple of micro_batch x "
                           f"world = {phase_cfg.micro_batch} x {world}")
+    if phase_cfg.loss_on == "solution" and "prompt_tokens" not in shards_out.manifest["splits"]["train"]:
+        raise ConfigError(f"train.{phase}.loss_on=solution: the token shards {shards} record no prompt tokens; "
+                          "pack a source with a prompt_column (synthesize's exercises have one) or set "
+                          f"train.{phase}.loss_on=all")
     init_uri = store.resolve(init_weights) if init_weights else None
     spec = TrainSpec(
         phase=phase, phase_config=phase_cfg,

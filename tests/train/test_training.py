@@ -11,13 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from primer.config import PackConfig, SourceSpec, load_config
+from primer.config import SourceSpec, load_config
 from primer.settings.train import PhaseConfig
 from primer.training.spec import TrainSpec
 from primer.store import open_store
 from primer.training.data import ShardRows, eval_batches
-from tasks.pack import pack_documents
-from tasks.sources import resolve_source
 from tasks.train import build_spec, launch, run_summary
 
 # Every training program these tests start runs under the collectives checker (primer/training/collectives.py):
@@ -39,14 +37,10 @@ def overrides(root, shards, local_dir, **extra):
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory, corpus_dir, tiny_tokenizer):
-    from primer.config import StoreConfig
-
-    root = str(tmp_path_factory.mktemp("trainstore"))
-    tok, ref = tiny_tokenizer
-    cfg = PackConfig(sources=[SourceSpec(uri=str(corpus_dir / "email"))], seq_len=64, val_fraction=0.2)
-    m = pack_documents(open_store(StoreConfig(root=root)), cfg, tok, ref, [resolve_source(cfg.sources[0])])
-    return root, m["uri"]
+def shards(pack_into_store, corpus_dir):
+    root, uri, _ = pack_into_store("trainstore", SourceSpec(uri=str(corpus_dir / "email")), seq_len=64,
+                                   val_fraction=0.2)
+    return root, uri
 
 
 def _run(cfg_overrides, on_event=None):
