@@ -28,11 +28,11 @@ def synthesize(profile: str = "tiny", overrides: dict[str, Any] | None = None, p
     if "skip" in prep:
         return T.write_skipped(cfg, prep["skip"])
     if cfg.synth.plan_only:   # `primer synthesize --plan`: the plan, nothing sent
-        return T.plan_requests(cfg, prep["topics"], prep["pools"])
+        return T.plan_requests(cfg, prep["topics"], prep["pools"], prep["seed"])
     if "reuse" in prep:
         return prep["reuse"]
     topics = T.expand_topics(cfg, prep["topics"])
-    textbooks = T.generate_textbooks(cfg, topics["topics"])
+    textbooks = T.generate_textbooks(cfg, topics["topics"], prep["seed"])
     exercises = T.generate_exercises(cfg, prep["pools"], topics["topics"])
     exercises = {**exercises, "rows": T.verify_exercises(cfg, exercises["rows"])}
     variants = T.generate_variants(cfg, exercises["rows"], prep["pools"])

@@ -145,20 +145,37 @@ def parse_subtopics(text: str | None, k: int) -> list[str]:
     return out[:k]
 
 
+TEXTBOOK_REQUIREMENTS = (
+    "Requirements:\n"
+    "- Start with a markdown heading.\n"
+    "- Interleave clear explanations with short, self-contained, runnable Python examples in "
+    "```python fenced blocks; each block must run on its own using only the standard library "
+    "(or numpy/pandas when the topic is about them). Show expected output in comments.\n"
+    "- Teach the reasoning behind the code, not only the syntax.\n"
+    "- 300 to 900 words. No preamble and no closing remarks to the reader.")
+
+
 def textbook_messages(item: dict[str, Any]) -> list[dict[str, str]]:
+    if item.get("seed"):
+        return seeded_textbook_messages(item)
     t: Topic = item["topic"]
     about = f'"{t.name}"' + (f' (an aspect of "{t.parent}")' if t.parent else "")
     return [{"role": "system", "content": SYSTEM_TEXTBOOK},
             {"role": "user", "content": (
                 f"Write one section of a Python programming textbook about {about}, in the chapter "
-                f'"{t.chapter}", for {item["audience"]}. Style: {item["style"]}.\n'
-                "Requirements:\n"
-                "- Start with a markdown heading.\n"
-                "- Interleave clear explanations with short, self-contained, runnable Python examples in "
-                "```python fenced blocks; each block must run on its own using only the standard library "
-                "(or numpy/pandas when the topic is about them). Show expected output in comments.\n"
-                "- Teach the reasoning behind the code, not only the syntax.\n"
-                "- 300 to 900 words. No preamble and no closing remarks to the reader.")}]
+                f'"{t.chapter}", for {item["audience"]}. Style: {item["style"]}.\n' + TEXTBOOK_REQUIREMENTS)}]
+
+
+def seeded_textbook_messages(item: dict[str, Any]) -> list[dict[str, str]]:
+    """A textbook section teaching what a real code extract (of the curated set) uses (tasks/synth/seeds.py)."""
+    code = item["seed"]["text"]
+    fence = "````" if "```" in code else "```"
+    return [{"role": "system", "content": SYSTEM_TEXTBOOK},
+            {"role": "user", "content": (
+                f"Here is an extract of real Python code:\n\n{fence}python\n{code}\n{fence}\n\n"
+                "Write one section of a Python programming textbook that teaches the concepts and techniques "
+                f"this code extract uses, for {item['audience']}. Style: {item['style']}. Do not explain the "
+                "extract line by line and do not refer to it: write your own examples.\n" + TEXTBOOK_REQUIREMENTS)}]
 
 
 def exercise_messages(item: dict[str, Any]) -> list[dict[str, str]]:

@@ -25,7 +25,8 @@ def _rng(text: str) -> random.Random:
 
 def textbook(prompt: str, kind: str = "good") -> str:
     rng = _rng(prompt)
-    topic = re.search(r'about "([^"]+)"', prompt).group(1)
+    about = re.search(r'about "([^"]+)"', prompt)
+    topic = about.group(1) if about else "concepts from a code extract"   # a seeded prompt names no topic
     para = lambda: " ".join(rng.choice(VOCAB) for _ in range(60)) + "."  # noqa: E731
     k = rng.randint(2, 9)
     code = f"def scale(values, k={k}):\n    return [v * k for v in values]\n\nprint(scale([1, 2, 3]))  # {[k, 2 * k, 3 * k]}\n"
@@ -69,6 +70,8 @@ def responder(req: dict) -> str:
     if "Python exercise" in text:
         name = re.search(r"must be named `(\w+)`", text).group(1)
         return exercise(name, BAD_EXERCISES.get(name, "good"))
+    if "extract of real Python code" in text:   # seeded from the curated set (tasks/synth/seeds.py)
+        return textbook(text)
     if "textbook about" in text:
         topic = re.search(r'about "([^"]+)"', text).group(1)
         for sub, kind in BAD_TEXTBOOKS.items():
