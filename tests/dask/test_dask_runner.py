@@ -23,8 +23,8 @@ import pytest
 distributed = pytest.importorskip("distributed", reason="the `dask` extra (prefect-dask, dask[distributed])")
 
 from tests.conftest import MBPP_PATH  # noqa: E402
+from tests.dask.conftest import REPO  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[2]
 STDLIB = Path(sysconfig.get_paths()["stdlib"])
 
 # Runs in a fresh interpreter: the flows pick their task runner from the environment at import, as a
@@ -63,32 +63,6 @@ def corpus(tmp_path_factory) -> Path:
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)
     return root
-
-
-@pytest.fixture(scope="module")
-def api_env(prefect_harness) -> dict[str, str]:
-    """Environment of a worker of this session's Prefect server: the API URL and the repo on the path."""
-    from prefect.settings import PREFECT_API_URL
-
-    return {"PREFECT_API_URL": PREFECT_API_URL.value(), "PYTHONPATH": str(REPO),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false", "PREFECT_LOGGING_LEVEL": "WARNING"}
-
-
-@pytest.fixture(scope="module")
-def cluster(api_env):
-    """A real Dask cluster: a scheduler and 2 worker processes on 127.0.0.1 (workers inherit api_env)."""
-    saved = {k: os.environ.get(k) for k in api_env}
-    os.environ.update(api_env)
-    try:
-        with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, host="127.0.0.1",
-                                      dashboard_address=None) as c:
-            yield c
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def run_pipeline(root: Path, corpus: Path, env: dict[str, str]) -> dict:
