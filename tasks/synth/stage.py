@@ -25,7 +25,7 @@ from primer.teacher import BUDGET_EXHAUSTED, Ledger, Teacher, TeacherUsage, open
 from tasks.synth.decontaminate import decontaminate_outputs
 from tasks.synth import prompts as P
 from tasks.synth import seeds as S
-from tasks.synth.quality import dedup, diversity_report
+from tasks.synth.quality import dedup, diversity_report, near_duplicate_rate
 from tasks.synth.validate import normalize_ws, parse_exercise, validate_textbook
 from tasks.synth.verify import verify_programs
 
@@ -195,6 +195,7 @@ def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], seed: dict[str,
                      "chapter": item["topic"].chapter, "audience": item["audience"], "style": item["style"],
                      "model": cfg.teacher.model, "request_key": a.key,
                      "seed": item["seed"]["id"] if item.get("seed") else ""})
+    near = near_duplicate_rate([r["text"] for r in rows])   # of what the teacher wrote (valid), before dedup
     kept, dups = dedup(rows, s.dedup_threshold)
     drops += [_drop(r["id"], "textbook", r["topic"], reason, f"duplicates {other}") for r, reason, other in dups]
     seeding = None if not seed else {
@@ -202,7 +203,8 @@ def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], seed: dict[str,
         "fingerprint": seed["fingerprint"], "fraction": s.seed_fraction, "extract_chars": s.seed_extract_chars,
         "wanted": wanted, "requests": len(extracts)}
     return {"rows": kept, "drops": drops, "usage": asdict(teacher.last_run), "failed": failed,
-            "topics_requested": sorted({i["topic"].label for i in plain}), "seeding": seeding}
+            "topics_requested": sorted({i["topic"].label for i in plain}), "seeding": seeding,
+            "near_duplicates": near}
 
 
 def _exercise_row(cfg: PrimerConfig, ex: Any, key: str, topic: str, prefix: str = "ex",
@@ -345,6 +347,13 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
         **textbooks["seeding"], "textbooks": sum(1 for r in textbooks["rows"] if r.get("seed"))}
     diversity = {"textbooks": diversity_report(textbooks["rows"], textbooks.get("topics_requested", [])),
                  "exercises": diversity_report(ex_rows, exercises.get("topics_requested", []))}
+    # MinHash near-duplicate rate of the textbooks: as generated (valid answers, before dedup) and as kept
+    generated = textbooks.get("near_duplicates") or near_duplicate_rate([])
+    kept_near = near_duplicate_rate([r["text"] for r in textbooks["rows"]])
+    diversity["textbooks"]["near_duplicates"] = {"generated": generated, "kept": kept_near}
+    near_dup = {"textbook_near_dup_rate": generated["rate"], "textbook_near_dup_pairs": generated["pairs"],
+                "textbooks_generated": generated["documents"], "textbook_near_dup_rate_kept": kept_near["rate"],
+                **{k: generated[k] for k in ("threshold", "num_perm", "shingle_size", "method")}}
 
     _write_parquet(out, "textbooks.parquet", textbooks["rows"], TEXTBOOK_SCHEMA)
     _write_parquet(out, "exercises.parquet", ex_rows, EXERCISE_SCHEMA)
@@ -371,6 +380,7 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
         "drops": dict(Counter(f"{d['kind']}:{d['reason']}" for d in drops)),
         "decontamination": decontamination,
         "seeding": seeding,
+        "diversity": near_dup,
         "teacher_usage": asdict(usage),
         "stopped": usage.stopped,
         "teacher_failures": failed,
@@ -389,10 +399,15 @@ def publish(cfg: PrimerConfig, manifest: dict[str, Any], usage: TeacherUsage, di
                     description="Teacher usage and cost" + (f" — stopped: {usage.stopped}" if usage.stopped else ""))
     rows = []
     for kind, rep in diversity.items():
+        near = rep.get("near_duplicates")
         rows.append({"dataset": kind, "documents": rep["documents"], "distinct_1": rep["distinct_1"]["distinct"],
                      "distinct_2": rep["distinct_2"]["distinct"], "distinct_3": rep["distinct_3"]["distinct"],
-                     "topic_coverage": rep["topic_coverage"], "verified": rep.get("verified", "")})
-    dashboard.table("synthesize-diversity", rows, description="Distinct n-grams and topic coverage")
+                     "topic_coverage": rep["topic_coverage"], "verified": rep.get("verified", ""),
+                     "near_dup_rate_generated": near["generated"]["rate"] if near else "",
+                     "near_dup_rate_kept": near["kept"]["rate"] if near else ""})
+    threshold = (manifest.get("diversity") or {}).get("threshold", "")
+    dashboard.table("synthesize-diversity", rows, description="Distinct n-grams, topic coverage and MinHash "
+                    f"near-duplicate rate (Jaccard >= {threshold}; generated = before dedup)")
     seeding = manifest.get("seeding")
     if seeding:
         dashboard.table("synthesize-seeding", [{

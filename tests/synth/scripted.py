@@ -1,8 +1,9 @@
 """A scripted teacher for the synthesize tests: varied, deterministic answers keyed on the prompt.
 
 Textbooks: random-word prose around runnable code; some answers are deliberately bad (syntax error in a
-code block, too short, an exact duplicate of another). Exercises: correct by default; names listed in
-`BAD_EXERCISES` (or chosen by hash) get a wrong, hanging, crashing or malformed answer.
+code block, too short, an exact duplicate of another, a near-duplicate: one section under another
+heading). Exercises: correct by default; names listed in `BAD_EXERCISES` (or chosen by hash) get a wrong,
+hanging, crashing or malformed answer.
 """
 
 from __future__ import annotations
@@ -34,6 +35,8 @@ def textbook(prompt: str, kind: str = "good") -> str:
         code = "def broken(:\n    return 1\n"
     if kind == "short":
         return f"# {topic}\n\nToo short.\n\n```python\nprint(1)\n```\n"
+    if kind == "near":   # the same section under this topic's heading: a near-duplicate of every other "near"
+        return f"# {topic}\n" + textbook('about "near duplicate"').split("\n", 1)[1]
     return (f"# {topic.title()}\n\n{para()}\n\n```python\n{code}```\n\n{para()}\n\n"
             f"```python\nfor i in range({k}):\n    print(i * i)\n```\n\n{para()}\n")
 
