@@ -3,8 +3,9 @@ a baseline measured in the same run on the same documents:
 
 * syntax filter: `PythonSyntaxFilter` (parser + symbol table, no AST objects) vs `ast.parse` (the filter
   before issue 13, bench/curate_baseline.py);
-* near-dedup: ours (one-permutation MinHash, partitioned LSH, connected components) vs datasketch
-  `MinHash` + `MinHashLSH`, with the duplicates each finds;
+* near-dedup: ours (one-permutation MinHash, partitioned LSH with each partition's pairs verified there,
+  connected components over the verified pairs) vs datasketch `MinHash` + `MinHashLSH`, with the
+  duplicates each finds;
 * decontamination: `Decontaminator` vs the checker before issue 13 (bench/curate_baseline.py), with the
   documents each flags.
 
@@ -124,8 +125,10 @@ def main() -> None:
     def ours():
         sigs = dd.build_signatures(texts, hasher, True)
         parts = dd.bucket_records(0, sigs, cfg.dedup_buckets, False)
-        edges = [dd.bucket_edges([dd.from_npz(p)]) for p in parts]
-        return dd.cluster(edges, lambda ds: sigs.minhash[np.asarray(ds) & 0xFFFFFFFF], cfg.near_threshold, True)
+        edges = [dd.verify_edges(dd.bucket_edges([dd.from_npz(p)]),
+                                 lambda ds: sigs.minhash[np.asarray(ds) & 0xFFFFFFFF], cfg.near_threshold, True)
+                 for p in parts]
+        return dd.cluster(edges, cfg.near_threshold)
 
     def datasketch():  # MinHash.update_batch + MinHashLSH insert/query on the same shingles
         lsh = MinHashLSH(threshold=cfg.near_threshold, num_perm=cfg.num_perm)

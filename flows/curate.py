@@ -43,9 +43,9 @@ def curate(profile: str = "tiny", overrides: dict[str, Any] | None = None) -> st
     shard_stats = T.filter_shard.map(run.plans, unmapped(c), unmapped(cfg.store), unmapped(run.key)).result()
     require_filter_survivors(shard_stats)  # nothing left: fail now, with the drop counts
     t1 = time.time()
-    # 2. global dedup: candidate edges per hash partition, then clusters over duplicate pairs only
-    bucket_stats = T.dedup_bucket.map(list(range(c.dedup_buckets)), unmapped(run.shards), unmapped(run.key),
-                                      unmapped(cfg.store)).result()
+    # 2. global dedup: verified duplicate edges per hash partition, then union-find over those edges only
+    bucket_stats = T.dedup_bucket.map(list(range(c.dedup_buckets)), unmapped(run.shards), unmapped(c),
+                                      unmapped(run.key), unmapped(cfg.store)).result()
     dedup = T.dedup_cluster(run.shards, c, run.key, cfg.store)
     t2 = time.time()
     # 3. annotation sample + quality classifier

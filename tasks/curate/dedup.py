@@ -3,19 +3,28 @@
 1. Per shard (`MinHasher`, in the filter task): every surviving document gets a global number
    `doc = shard << 32 | row`, an exact hash of its normalized text and a MinHash signature over code-token
    shingles, cut into LSH bands. `(band, hash, doc)` records are written split into `dedup_buckets` hash
-   partitions (exact hashes are band -1).
-2. Per partition (`bucket_edges`, one mapped task each): records with equal (band, hash) are candidates;
-   each group becomes a star of edges from its smallest document. A partition holds 1/K of all records, so
-   memory is bounded by choosing K.
-3. Once (`cluster`): exact groups keep their smallest document; near-duplicate candidate pairs are
-   confirmed by estimated Jaccard (signatures read back only for documents in candidate pairs), joined with
-   union-find, and each cluster keeps its smallest document. Smallest = first in source/file order, so the
-   kept copy is deterministic and independent of task scheduling.
+   partitions (exact hashes are band -1); the shard's signatures go to one row-addressable matrix.
+2. Per partition (`bucket_edges` then `verify_edges`, one mapped task each): records with equal
+   (band, hash) are candidates; each group becomes a star of edges from its smallest document. The
+   partition's near candidate pairs are confirmed by estimated Jaccard right there, against the signatures
+   of its own candidate documents only (read by row from the shards' signature files), and only confirmed
+   pairs are written. A partition holds 1/K of all records and of all candidate pairs, so memory is bounded
+   by choosing K.
+3. Once (`cluster`): union-find over duplicate edges only, never signatures or documents. Exact groups keep
+   their smallest document; confirmed near pairs are moved onto those kept copies, joined as connected
+   components, and each cluster keeps its smallest document. Smallest = first in source/file order, so the
+   kept copy is deterministic and independent of task scheduling and of K.
+
+Verifying before the exact-duplicate mapping (step 2) gives the same similarities as verifying after it
+(what one global step did): exact duplicates have the same normalized text, normalization changes only
+whitespace, and shingles are over code tokens, which never contain whitespace, so exact duplicates have
+identical signatures.
 """
 
 from __future__ import annotations
 
 import io
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -116,6 +125,25 @@ def bucket_edges(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {"exact_a": a[ex], "exact_b": b[ex], "near_a": near_a, "near_b": near_b}
 
 
+def verify_edges(edges: dict[str, np.ndarray], load_minhash, threshold: float, verify: bool) -> dict[str, np.ndarray]:
+    """One partition's edges with its near candidate pairs confirmed: only pairs whose estimated Jaccard is at
+    least `threshold` stay, with it in `near_sim` (1.0 each when `verify` is off); `candidates` counts the
+    pairs checked.
+
+    `load_minhash(docs: sorted int64 array) -> uint32[len(docs), num_perm]` is called once, for this
+    partition's candidate documents only."""
+    a, b = edges["near_a"], edges["near_b"]
+    sims = np.ones(len(a))
+    if verify and len(a):
+        nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
+        sigs = np.asarray(load_minhash(nodes))
+        sims = (sigs[inverse[: len(a)]] == sigs[inverse[len(a):]]).mean(axis=1)
+        del sigs
+    ok = sims >= threshold
+    return {"exact_a": edges["exact_a"], "exact_b": edges["exact_b"], "near_a": a[ok], "near_b": b[ok],
+            "near_sim": sims[ok], "candidates": np.array(len(a), dtype=np.int64)}
+
+
 @dataclass
 class DedupResult:
     """Removed documents and the copy each duplicates (arrays, sorted by removed doc)."""
@@ -141,10 +169,8 @@ class DedupResult:
 _EMPTY = np.zeros(0, np.int64)
 
 
-def _exact_groups(edges: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.ndarray]:
+def _exact_groups(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(removed, kept) for exact duplicates: each removed doc keeps the smallest doc of its group."""
-    a = np.concatenate([e["exact_a"] for e in edges]) if edges else _EMPTY
-    b = np.concatenate([e["exact_b"] for e in edges]) if edges else _EMPTY
     if not len(b):
         return _EMPTY, _EMPTY
     order = np.lexsort((a, b))          # by removed doc, smallest head first
@@ -154,21 +180,63 @@ def _exact_groups(edges: list[dict[str, np.ndarray]]) -> tuple[np.ndarray, np.nd
     return b[first].astype(np.int64), a[first].astype(np.int64)
 
 
-def cluster(edges: list[dict[str, np.ndarray]], load_minhash, threshold: float, verify: bool) -> DedupResult:
-    """Resolve edges from every partition into removed documents, in arrays over duplicate pairs only.
+def _distinct(lo: np.ndarray, hi: np.ndarray, sim: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One row per distinct (lo, hi) pair, sorted (a pair's similarity is the same wherever it was confirmed)."""
+    order = np.lexsort((hi, lo))
+    lo, hi, sim = lo[order], hi[order], sim[order]
+    first = np.ones(len(lo), dtype=bool)
+    first[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+    return lo[first], hi[first], sim[first]
 
-    `load_minhash(docs: sorted int64 array) -> uint32[len(docs), num_perm]` fetches signatures for candidate
-    documents only (shard by shard), so memory follows the number of candidate pairs, never of documents:
-    16 bytes per pair plus one signature per candidate document. Clusters are connected components of the
-    confirmed pairs (scipy's union-find on a sparse graph); each keeps its smallest doc, the first copy in
-    source/file order, so the result does not depend on how partitions were scheduled.
+
+class _PairSet:
+    """Distinct (lo, hi, sim) rows, fed partition by partition: duplicates across partitions (a pair whose
+    bands hashed to several partitions) are merged whenever the pending rows outgrow the merged ones, so
+    memory follows the distinct pairs, not the pairs summed over partitions."""
+
+    def __init__(self) -> None:
+        self.merged = (_EMPTY, _EMPTY, np.zeros(0))
+        self.pending: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        self.pending_rows = 0
+
+    def add(self, lo: np.ndarray, hi: np.ndarray, sim: np.ndarray) -> None:
+        self.pending.append((lo, hi, sim))
+        self.pending_rows += len(lo)
+        if self.pending_rows > max(1 << 16, len(self.merged[0])):
+            self.merge()
+
+    def merge(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        parts = [self.merged, *self.pending]
+        self.merged = _distinct(*(np.concatenate([p[i] for p in parts]) for i in range(3)))
+        self.pending, self.pending_rows = [], 0
+        return self.merged
+
+
+def cluster(edges: Iterable[dict[str, np.ndarray]], threshold: float) -> DedupResult:
+    """Resolve every partition's verified edges (`verify_edges`, an iterable read one partition at a time)
+    into removed documents: union-find over duplicate pairs only (nothing per document, no signature).
+
+    Memory: 16 B per exact duplicate and ~24 B per distinct confirmed near pair (pairs repeated across
+    partitions are merged as they arrive), then the union-find arrays over the distinct pairs. Clusters are
+    connected components of the confirmed pairs after moving each pair onto the kept copies of exact
+    duplicates (scipy's union-find on a sparse graph); each keeps its smallest doc, the first copy in
+    source/file order, so the result does not depend on how partitions were scheduled or how many there are.
+    `candidates` sums the pairs each partition checked; `confirmed` counts distinct confirmed pairs.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    ex_removed, ex_kept = _exact_groups(edges)
-    near_a = np.concatenate([e["near_a"] for e in edges]) if edges else _EMPTY
-    near_b = np.concatenate([e["near_b"] for e in edges]) if edges else _EMPTY
+    exact_a, exact_b, pairs, candidates = [], [], _PairSet(), 0
+    for e in edges:
+        exact_a.append(e["exact_a"])
+        exact_b.append(e["exact_b"])
+        pairs.add(e["near_a"], e["near_b"], e["near_sim"])   # a < b: the head of a group is its smallest doc
+        candidates += int(e["candidates"])
+    ex_removed, ex_kept = _exact_groups(np.concatenate(exact_a) if exact_a else _EMPTY,
+                                        np.concatenate(exact_b) if exact_b else _EMPTY)
+    del exact_a, exact_b
+    near_a, near_b, near_sim = pairs.merge()
+    del pairs
     if len(near_a) and len(ex_removed):  # near edges between exact duplicates collapse onto their kept copies
         for arr in (near_a, near_b):
             pos = np.clip(np.searchsorted(ex_removed, arr), 0, len(ex_removed) - 1)
@@ -176,22 +244,14 @@ def cluster(edges: list[dict[str, np.ndarray]], load_minhash, threshold: float, 
             arr[hit] = ex_kept[pos[hit]]
     keep = near_a != near_b
     lo, hi = np.minimum(near_a[keep], near_b[keep]), np.maximum(near_a[keep], near_b[keep])
-    pairs = np.unique(np.stack([lo, hi], axis=1), axis=0) if len(lo) else np.zeros((0, 2), np.int64)
-    empty = DedupResult(ex_removed, ex_kept, _EMPTY, _EMPTY, np.zeros(0), candidates=len(pairs))
-    if not len(pairs):
+    lo, hi, sims = _distinct(lo, hi, near_sim[keep])
+    del near_a, near_b, near_sim
+    empty = DedupResult(ex_removed, ex_kept, _EMPTY, _EMPTY, np.zeros(0), candidates=candidates)
+    if not len(lo):
         return empty
-    nodes, inverse = np.unique(pairs, return_inverse=True)
-    inverse = inverse.reshape(pairs.shape)
-    sims = np.ones(len(pairs))
-    if verify:
-        sigs = np.asarray(load_minhash(nodes))
-        sims = (sigs[inverse[:, 0]] == sigs[inverse[:, 1]]).mean(axis=1)
-        del sigs
-    ok = sims >= threshold
-    if not ok.any():
-        empty.candidates = len(pairs)
-        return empty
-    ia, ib, sims = inverse[ok, 0], inverse[ok, 1], sims[ok]
+    nodes, inverse = np.unique(np.stack([lo, hi], axis=1), return_inverse=True)
+    inverse = inverse.reshape(-1, 2)
+    ia, ib = inverse[:, 0], inverse[:, 1]
     n = len(nodes)
     graph = coo_matrix((np.ones(len(ia), dtype=np.int8), (ia, ib)), shape=(n, n))
     _, label = connected_components(graph, directed=False)
@@ -202,4 +262,4 @@ def cluster(edges: list[dict[str, np.ndarray]], load_minhash, threshold: float, 
     removed = np.nonzero(root[label] != np.arange(n))[0]
     best = np.where(best[removed] > 0, best[removed], threshold)
     return DedupResult(ex_removed, ex_kept, nodes[removed], nodes[root[label[removed]]], best,
-                       candidates=len(pairs), confirmed=int(ok.sum()))
+                       candidates=candidates, confirmed=len(lo))

@@ -36,7 +36,7 @@ from tasks.curate import quality
 from tasks.curate.embed import embedder_for
 from tasks.curate.filters import FilterChain, StepCount, default_filters, nbytes, split_reason
 from tasks.curate.text import hash64, sha256_text
-from tasks.curate.work import Work, load_removed, read_arrow, shard_name, write_table_bytes
+from tasks.curate.work import Work, load_removed, read_arrow, read_npy_rows, shard_name, write_table_bytes
 from tasks.sources import ResolvedSource, read_documents, resolve_source
 
 log = logging.getLogger("primer.curate")
@@ -278,6 +278,7 @@ def filter_shard(plan: ShardPlan, cfg: CurateConfig, store_cfg: StoreConfig, key
     # survivors, drops, signatures (in that order), then the marker
     kept_table = pa.table(kept, schema=KEPT_SCHEMA)
     store.write_bytes(work.shard(plan.index, "kept.arrow"), write_table_bytes(kept_table))
+    store.write_bytes(work.shard(plan.index, "ids.arrow"), write_table_bytes(kept_table.select(["id", "source"])))
     store.write_bytes(work.shard(plan.index, "drops.arrow"),
                       write_table_bytes(pa.Table.from_pylist(excluded, schema=EXCLUSION_SCHEMA)))
     sigs = dd.build_signatures(kept["text"], hasher, cfg.dedup_near)
@@ -306,25 +307,58 @@ def filter_shard(plan: ShardPlan, cfg: CurateConfig, store_cfg: StoreConfig, key
 # ------------------------------------------------------------------------------------------ 2. dedup
 
 
-def dedup_bucket(k: int, shards: list[int], key: str, store_cfg: StoreConfig) -> dict[str, int]:
+def load_signatures(store, work: Work, docs: np.ndarray, num_perm: int) -> np.ndarray:
+    """uint32[len(docs), num_perm]: the signatures of these docs only, read by row from each shard's file."""
+    out = np.zeros((len(docs), num_perm), dtype=np.uint32)
+    shard_of, rows = docs >> dd.SHARD_SHIFT, docs & 0xFFFFFFFF
+    for sh in np.unique(shard_of).tolist():
+        sel = shard_of == sh
+        out[sel] = read_npy_rows(store, work.shard(sh, "minhash.npy"), rows[sel])
+    return out
+
+
+def _bucket_stats(k: int, e: dict[str, np.ndarray]) -> dict[str, int]:
+    return {"bucket": k, "exact_edges": len(e["exact_a"]), "near_candidates": int(e["candidates"]),
+            "near_confirmed": len(e["near_a"])}
+
+
+def dedup_bucket(k: int, shards: list[int], cfg: CurateConfig, key: str, store_cfg: StoreConfig) -> dict[str, int]:
+    """Partition k: candidate edges from every shard's records, near pairs confirmed against the signatures
+    of this partition's candidate documents only; writes the duplicate edges (`dedup/edges-<k>.npz`)."""
     store = open_store(store_cfg)
     work = Work(store, key)
-    out_uri = work.at("dedup", f"bucket-{k:04d}.npz")
+    out_uri = work.at("dedup", f"edges-{k:04d}.npz")
     if store.exists(out_uri):
-        e = dd.from_npz(store.read_bytes(out_uri))
-        return {"bucket": k, "exact_edges": len(e["exact_a"]), "near_candidates": len(e["near_a"]), "resumed": 1}
+        return {**_bucket_stats(k, dd.from_npz(store.read_bytes(out_uri))), "resumed": 1}
     parts = [dd.from_npz(store.read_bytes(work.shard(s, f"bucket-{k:04d}.npz"))) for s in shards]
     edges = dd.bucket_edges(parts)
-    store.write_bytes(out_uri, dd.to_npz(**edges))
-    return {"bucket": k, "exact_edges": len(edges["exact_a"]), "near_candidates": len(edges["near_a"])}
+    del parts
+    verified = dd.verify_edges(edges, lambda docs: load_signatures(store, work, docs, cfg.num_perm),
+                               cfg.near_threshold, cfg.near_verify)
+    store.write_bytes(out_uri, dd.to_npz(**verified))
+    return _bucket_stats(k, verified)
 
 
 def _shard_of(doc: int) -> tuple[int, int]:
     return doc >> dd.SHARD_SHIFT, doc & 0xFFFFFFFF
 
 
+def _doc_names(store, work: Work, docs: np.ndarray) -> dict[int, str]:
+    """`source:id` of each doc, from the shards' small id tables (kept.arrow in a work area from before)."""
+    names: dict[int, str] = {}
+    for sh in np.unique(docs >> dd.SHARD_SHIFT).tolist():
+        uri = work.shard(sh, "ids.arrow")
+        t = read_arrow(store, uri if store.exists(uri) else work.shard(sh, "kept.arrow")).select(["id", "source"])
+        ids, srcs = t.column("id"), t.column("source")
+        for d in docs[(docs >> dd.SHARD_SHIFT) == sh].tolist():
+            r = d & 0xFFFFFFFF
+            names[d] = f"{srcs[r].as_py()}:{ids[r].as_py()}"
+    return names
+
+
 def dedup_cluster(shards: list[int], cfg: CurateConfig, key: str, store_cfg: StoreConfig) -> dict[str, Any]:
-    """Join every partition's edges into removed documents; write one removed-table per shard."""
+    """Union-find over every partition's duplicate edges (no signatures, no documents); writes one
+    removed-table per shard."""
     store = open_store(store_cfg)
     work = Work(store, key)
     marker_uri = work.at("dedup", "_SUCCESS.json")
@@ -332,28 +366,10 @@ def dedup_cluster(shards: list[int], cfg: CurateConfig, key: str, store_cfg: Sto
     if done is not None:
         return done
     t0 = time.time()
-    edges = [dd.from_npz(store.read_bytes(work.at("dedup", f"bucket-{k:04d}.npz"))) for k in range(cfg.dedup_buckets)]
-
-    def load_minhash(docs: np.ndarray) -> np.ndarray:
-        """Signatures of the candidate docs only, one shard file at a time."""
-        out = np.zeros((len(docs), cfg.num_perm), dtype=np.uint32)
-        shard_of, rows = docs >> dd.SHARD_SHIFT, docs & 0xFFFFFFFF
-        for sh in np.unique(shard_of).tolist():
-            sel = shard_of == sh
-            out[sel] = np.load(io.BytesIO(store.read_bytes(work.shard(sh, "minhash.npy"))))[rows[sel]]
-        return out
-
-    result = dd.cluster(edges, load_minhash, cfg.near_threshold, cfg.near_verify)
-    del edges
+    edges = (dd.from_npz(store.read_bytes(work.at("dedup", f"edges-{k:04d}.npz"))) for k in range(cfg.dedup_buckets))
+    result = dd.cluster(edges, cfg.near_threshold)  # reads the partitions' edges one at a time
     # names of the kept copies (for the evidence column), read shard by shard
-    needed = np.unique(np.concatenate([result.exact_kept, result.near_kept]))
-    names: dict[int, str] = {}
-    for sh in np.unique(needed >> dd.SHARD_SHIFT).tolist():
-        t = read_arrow(store, work.shard(sh, "kept.arrow")).select(["id", "source"])
-        ids, srcs = t.column("id"), t.column("source")
-        for d in needed[(needed >> dd.SHARD_SHIFT) == sh].tolist():
-            r = d & 0xFFFFFFFF
-            names[d] = f"{srcs[r].as_py()}:{ids[r].as_py()}"
+    names = _doc_names(store, work, np.unique(np.concatenate([result.exact_kept, result.near_kept])))
     removed: dict[int, list[tuple[int, str, str, str]]] = {sh: [] for sh in shards}
     for d, kept in zip(result.exact_removed.tolist(), result.exact_kept.tolist()):
         sh, r = _shard_of(d)
@@ -369,7 +385,7 @@ def dedup_cluster(shards: list[int], cfg: CurateConfig, key: str, store_cfg: Sto
                           "duplicate_of": pa.array([x[3] for x in rows], pa.string())})
         store.write_bytes(work.at("dedup", f"removed-{shard_name(sh)}.arrow"), write_table_bytes(table))
     summary = {"exact_duplicates": len(result.exact_removed), "near_duplicates": len(result.near_removed),
-               "near_candidate_pairs": result.candidates, "near_confirmed_pairs": result.confirmed,
+               "near_pairs_checked": result.candidates, "near_confirmed_pairs": result.confirmed,
                "seconds": round(time.time() - t0, 3)}
     store.write_json(marker_uri, summary)
     return summary

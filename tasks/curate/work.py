@@ -1,7 +1,7 @@
 """The curate run's work area, `curate-work/<key>/` on the store, and the small readers over it.
 
-    shards/<s>/kept.arrow, drops.arrow, minhash.npy, bucket-<k>.npz, _SUCCESS.json   (filter_shard)
-    dedup/bucket-<k>.npz                                                            (dedup_bucket)
+    shards/<s>/kept.arrow, ids.arrow, drops.arrow, minhash.npy, bucket-<k>.npz, _SUCCESS.json  (filter_shard)
+    dedup/edges-<k>.npz                                                      (dedup_bucket: verified edges)
     dedup/removed-<s>.arrow, dedup/_SUCCESS.json                                    (dedup_cluster)
     annotate/_SUCCESS.json                                                          (annotate_sample)
     final/<s>.json                                                                  (finalize_shard)
@@ -16,6 +16,7 @@ from __future__ import annotations
 import io
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 
 from primer.store import ArtifactStore
@@ -58,6 +59,29 @@ def write_table_bytes(table: pa.Table) -> bytes:
 
 def read_arrow(store: ArtifactStore, uri: str) -> pa.Table:
     return pa.ipc.open_file(pa.BufferReader(store.read_bytes(uri))).read_all()
+
+
+def read_npy_rows(store: ArtifactStore, uri: str, rows: np.ndarray, gap_bytes: int = 1 << 16) -> np.ndarray:
+    """Rows `rows` (sorted) of a 2-D `.npy` matrix in the store, without reading the rest of it: the header,
+    then one ranged read per run of wanted rows (runs closer than `gap_bytes` are read as one)."""
+    with store.fs.open(store.to_path(uri), "rb") as f:
+        version = np.lib.format.read_magic(f)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran, dtype = read_header(f)
+        if fortran or len(shape) != 2:
+            raise ValueError(f"{uri}: expected a C-ordered 2-D matrix, found shape {shape}")
+        offset, width = f.tell(), shape[1] * dtype.itemsize
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), shape[1]), dtype=dtype)
+        if not len(rows):
+            return out
+        breaks = np.nonzero(np.diff(rows) * width > gap_bytes)[0] + 1
+        for run in np.split(np.arange(len(rows)), breaks):
+            lo, hi = int(rows[run[0]]), int(rows[run[-1]]) + 1
+            f.seek(offset + lo * width)
+            block = np.frombuffer(f.read((hi - lo) * width), dtype=dtype).reshape(hi - lo, shape[1])
+            out[run] = block[rows[run] - lo]
+        return out
 
 
 def load_removed(store: ArtifactStore, work: Work, s: int) -> dict[int, tuple[str, str, str]]:

@@ -62,9 +62,12 @@ def test_global_dedup_keeps_first_copy_across_shards():
     shard1 = dd.build_signatures([near, dup], mh, True)
     buckets = 3
     parts = [dd.bucket_records(0, shard0, buckets, True), dd.bucket_records(1, shard1, buckets, True)]
-    edges = [dd.bucket_edges([dd.from_npz(p[k]) for p in parts]) for k in range(buckets)]
     sigs = {(0 << 32) | i: shard0.minhash[i] for i in range(2)} | {(1 << 32) | i: shard1.minhash[i] for i in range(2)}
-    result = dd.cluster(edges, lambda docs: np.stack([sigs[int(d)] for d in docs]), 0.7, verify=True)
+    edges = [dd.verify_edges(dd.bucket_edges([dd.from_npz(p[k]) for p in parts]),
+                             lambda docs: np.stack([sigs[int(d)] for d in docs]), 0.7, verify=True)
+             for k in range(buckets)]
+    result = dd.cluster(edges, 0.7)
+    assert (shard1.minhash[1] == shard0.minhash[0]).all()  # exact duplicates: the same signature
     assert result.exact == {(1 << 32) | 1: 0}
     assert set(result.near) == {(1 << 32) | 0}
     assert result.near[(1 << 32) | 0][0] == 1  # kept: the first copy (shard 0, row 1)
