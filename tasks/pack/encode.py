@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -101,13 +102,15 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
         tokenizer = _tokenizer(store_cfg, tok)
     src = plan.source
     out = TokenizedSource(source=src)
-    flat: list[int] = []        # every kept document's ids + EOS, one list: one conversion to numpy at the end
-    lengths: list[int] = []
+    # Per batch of kept documents: their ids with an EOS after each (one int32 array), their lengths
+    # (EOS included) and their token entropy; joined once at the end, never one Python int per token kept.
+    pieces: list[np.ndarray] = []
+    lengths: list[np.ndarray] = []
+    entropy: list[np.ndarray] = []
+    prompt_lengths: list[int] = []
     batch_ids: list[str] = []
     batch_texts: list[str] = []
     batch_prompts: list[str | None] = []
-    prompt_lengths: list[int] = []
-    eos_id = tok.eos_id
 
     def flush() -> None:
         if not batch_texts:
@@ -116,19 +119,23 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
         # the text are encoded as ordinary text, so EOS in a row only ever marks a real document boundary.
         tokenizer.encode_special_tokens = True
         prompts = prompt_ids(tokenizer, batch_prompts) if src.spec.prompt_column else None
-        for i, (doc_id, enc) in enumerate(zip(batch_ids, tokenizer.encode_batch_fast(batch_texts))):
-            ids = enc.ids
-            n = len(ids) + 1
-            if cfg.max_doc_tokens and n > cfg.max_doc_tokens:
-                out.drops.add(Drop(doc_id, src.name, "too_long",
-                                   f"{n} tokens > pack.max_doc_tokens={cfg.max_doc_tokens}"))
-                continue
-            flat.extend(ids)
-            flat.append(eos_id)
-            lengths.append(n)
-            out.ids.append(doc_id)
-            if prompts is not None:
-                prompt_lengths.append(common_prefix(prompts[i], ids))
+        encodings = tokenizer.encode_batch_fast(batch_texts)
+        n = np.fromiter(map(len, encodings), np.int64, len(encodings)) + 1  # + EOS
+        kept = np.arange(len(encodings))
+        if cfg.max_doc_tokens and n.max() > cfg.max_doc_tokens:
+            for i in np.flatnonzero(n > cfg.max_doc_tokens):
+                out.drops.add(Drop(batch_ids[i], src.name, "too_long",
+                                   f"{n[i]} tokens > pack.max_doc_tokens={cfg.max_doc_tokens}"))
+            kept = np.flatnonzero(n <= cfg.max_doc_tokens)
+            n = n[kept]
+        tokens, offsets = eos_joined([encodings[i] for i in kept], n, tok.eos_id)
+        pieces.append(tokens)
+        lengths.append(n)
+        entropy.append(token_entropy(tokens, offsets))
+        out.ids.extend(batch_ids[i] for i in kept)
+        if prompts is not None:
+            prompt_lengths.extend(common_prefix(prompts[i], tokens[offsets[j]:offsets[j + 1] - 1])
+                                  for j, i in enumerate(kept))
         batch_ids.clear()
         batch_texts.clear()
         batch_prompts.clear()
@@ -144,12 +151,20 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
         if len(batch_texts) >= cfg.batch_docs:
             flush()
     flush()
-    out.tokens = np.array(flat, dtype=np.int32)
-    out.offsets = np.concatenate([[0], np.cumsum(lengths, dtype=np.int64)])
-    out.difficulty = token_entropy(out.tokens, out.offsets)
+    if pieces:
+        out.tokens = np.concatenate(pieces)
+        out.offsets = np.concatenate([[0], np.cumsum(np.concatenate(lengths), dtype=np.int64)])
+        out.difficulty = np.concatenate(entropy)
     if src.spec.prompt_column:
         out.prompt_tokens = np.array(prompt_lengths, dtype=np.int64)
     return out
+
+
+def eos_joined(encodings: list[Any], lengths: np.ndarray, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
+    """The documents' ids, each followed by EOS, as one int32 array, and its offsets (document j is
+    tokens[off[j]:off[j+1]]). `lengths` are the documents' token counts + 1 (their EOS)."""
+    body = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int32, int(lengths.sum()) - len(lengths))
+    return np.insert(body, np.cumsum(lengths - 1), eos_id), np.concatenate([[0], np.cumsum(lengths)])
 
 
 def prompt_ids(tokenizer: Tokenizer, prompts: list[str | None]) -> list[list[int]]:
@@ -161,15 +176,12 @@ def prompt_ids(tokenizer: Tokenizer, prompts: list[str | None]) -> list[list[int
     return ids
 
 
-def common_prefix(prompt: list[int], ids: list[int]) -> int:
+def common_prefix(prompt: list[int], ids: list[int] | np.ndarray) -> int:
     """Tokens of the document that are its prompt's: the longest common prefix of the two encodings (a token
     straddling the prompt/solution boundary holds solution text, so it is not prompt)."""
-    n = 0
-    for a, b in zip(prompt, ids):
-        if a != b:
-            break
-        n += 1
-    return n
+    m = min(len(prompt), len(ids))
+    differ = np.flatnonzero(np.asarray(prompt[:m]) != np.asarray(ids[:m]))
+    return int(differ[0]) if differ.size else m
 
 
 def too_large(text: str, limit: int) -> bool:
@@ -181,19 +193,29 @@ def too_large_detail(text: str, limit: int) -> str:
     return f"{len(text.encode('utf-8'))} bytes > pack.max_doc_bytes={limit}"
 
 
-def token_entropy(tokens: np.ndarray, offsets: np.ndarray) -> np.ndarray:
-    """Per document, bits per token of its own unigram distribution (its difficulty measure), for all
-    documents at once: one sort of (document, token) pairs instead of one per document."""
+def token_entropy(tokens: np.ndarray, offsets: np.ndarray, max_bins: int = 1 << 21) -> np.ndarray:
+    """Per document, bits per token of its own unigram distribution (its difficulty measure).
+
+    Counts (document, token) pairs with one `bincount` per group of documents (at most `max_bins`
+    document x token cells, so memory stays bounded whatever the vocabulary), not one sort of every pair:
+    a document's terms are still summed in token order, so the values are the same as a sort's."""
     n_docs = len(offsets) - 1
     if n_docs == 0:
         return np.zeros(0, np.float32)
     lengths = np.diff(offsets)
-    doc = np.repeat(np.arange(n_docs, dtype=np.int64), lengths)
     width = int(tokens.max()) + 1 if tokens.size else 1
-    pairs, counts = np.unique(doc * width + tokens, return_counts=True)
-    owner = pairs // width
-    p = counts / lengths[owner]
-    return np.bincount(owner, weights=-(p * np.log2(p)), minlength=n_docs).astype(np.float32)
+    per_group = max(1, max_bins // width)
+    out = np.zeros(n_docs, np.float64)
+    for first in range(0, n_docs, per_group):
+        last = min(n_docs, first + per_group)
+        part = tokens[offsets[first]:offsets[last]].astype(np.int64)
+        part += np.repeat(np.arange(last - first, dtype=np.int64) * width, lengths[first:last])
+        counts = np.bincount(part, minlength=(last - first) * width)
+        pairs = np.flatnonzero(counts)
+        owner = pairs // width
+        p = counts[pairs] / lengths[first:last][owner]
+        out[first:last] = np.bincount(owner, weights=-(p * np.log2(p)), minlength=last - first)
+    return out.astype(np.float32)
 
 
 def join_shards(sources: list[ResolvedSource], parts: list[TokenizedSource], plans: list[ShardPlan]

@@ -7,6 +7,7 @@ worker tokenized what: this is the deterministic half of pack.
 from __future__ import annotations
 
 import hashlib
+from concurrent.futures import Executor
 from typing import Any, Callable
 
 import numpy as np
@@ -63,21 +64,33 @@ def build_stream(sources: list[TokenizedSource], docs: list[tuple[int, int]]) ->
 
 
 def write_split(out: StageOutput, split: str, stream: Stream, cfg: PackConfig,
-                on_shard: Callable[[], None] | None = None) -> dict[str, Any]:
+                on_shard: Callable[[], None] | None = None, pool: Executor | None = None) -> dict[str, Any]:
     """Rows of exactly `seq_len` tokens (the tail that fills no row is `remainder_tokens`), in shards of
     `rows_per_shard`. Each row's difficulty is the token-weighted mean of its documents' difficulty; with
-    prompts, each row also gets its prompt mask (written only then, so other shards are as before)."""
+    prompts, each row also gets its prompt mask (written only then, so other shards are as before).
+
+    With `pool`, shards are written concurrently (Parquet encoding, zstd and hashing release the GIL);
+    each shard's bytes depend only on its rows, so they are the same as one after another."""
     tokens, per_token, prompt = stream
     n_rows = len(tokens) // cfg.seq_len
     rows = tokens[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len)
     mask = prompt[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len) if prompt is not None else None
     difficulty = per_token[: n_rows * cfg.seq_len].reshape(n_rows, cfg.seq_len).mean(axis=1, dtype=np.float64)
-    shards = []
-    for index, start in enumerate(range(0, n_rows, cfg.rows_per_shard)):
+
+    def write(index: int, start: int) -> str:
         name = shard_name(split, index)
         with out.open_local(name) as local:
             part = slice(start, start + cfg.rows_per_shard)
             write_shard(local, rows[part], difficulty[part], mask[part] if mask is not None else None)
+        return name
+
+    starts = list(enumerate(range(0, n_rows, cfg.rows_per_shard)))
+    if pool is None:
+        done = (write(i, start) for i, start in starts)
+    else:
+        done = (f.result() for f in [pool.submit(write, i, start) for i, start in starts])
+    shards = []
+    for name in done:
         shards.append(name)
         if on_shard:
             on_shard()

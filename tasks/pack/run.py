@@ -48,6 +48,10 @@ class EmptyPackResult(PrimerError):
     """No training row could be cut: nothing to hand to training."""
 
 
+def default_threads() -> int:
+    return min(4, os.cpu_count() or 1)
+
+
 def pack_key(cfg: PackConfig, tok: TokenizerRef, sources: list[ResolvedSource]) -> str:
     """Content key of a pack output: what changes the bytes of the shards, and nothing else — the
     tokenizer's content sha256 (never its URI), each source's content fingerprint, name and weight."""
@@ -106,8 +110,9 @@ def source_stats(ts: TokenizedSource, plan: dict[str, list[tuple[int, int]]], si
 
 def write_output(store: ArtifactStore, cfg: PackConfig, tok: TokenizerRef, sources: list[ResolvedSource],
                  tokenized: list[TokenizedSource], progress: Callable[[float], None] | None = None,
-                 timing: dict[str, float] | None = None) -> dict[str, Any]:
-    """Split, shuffle, cut and write the rows of already tokenized sources; commit the manifest."""
+                 timing: dict[str, float] | None = None, threads: int = 0) -> dict[str, Any]:
+    """Split, shuffle, cut and write the rows of already tokenized sources (shards on `threads` threads,
+    default: up to 4); commit the manifest."""
     t0 = time.perf_counter()
     out = store.output("pack", pack_key(cfg, tok, sources))
     plan = plan_splits(tokenized, cfg)
@@ -122,8 +127,9 @@ def write_output(store: ArtifactStore, cfg: PackConfig, tok: TokenizerRef, sourc
         if progress:
             progress(0.5 + 0.5 * written / n_shards)
 
-    splits = {split: {**write_split(out, split, streams[split], cfg, on_shard), "documents": len(plan[split])}
-              for split in ("train", "val")}
+    with ThreadPoolExecutor(max_workers=threads or default_threads()) as pool:
+        splits = {split: {**write_split(out, split, streams[split], cfg, on_shard, pool),
+                          "documents": len(plan[split])} for split in ("train", "val")}
     drops = all_drops(tokenized)
     # Anything that points into the store is recorded as a store ref, so a copied store still reads.
     tokenizer = {**asdict(tok), "uri": store.ref(tok.uri)}
@@ -162,10 +168,10 @@ def pack_documents(store: ArtifactStore, cfg: PackConfig, tokenizer: Tokenizer, 
     if tokenized is None:
         # Shards on a few threads: encode_batch_fast releases the GIL, so one shard's reading and id
         # conversion overlaps another's encoding. Joined in shard order: the same bytes as one thread.
-        with ThreadPoolExecutor(max_workers=threads or min(4, os.cpu_count() or 1)) as pool:
+        with ThreadPoolExecutor(max_workers=threads or default_threads()) as pool:
             tokenized = tokenize_sources(sources, tok, cfg, store.cfg, tokenizer, map_fn=lambda plans: list(
                 pool.map(lambda p: tokenize_shard(p, tok, cfg, store.cfg, tokenizer), plans)))
     if progress:
         progress(0.5)
     return write_output(store, cfg, tok, sources, tokenized, progress,
-                        {"tokenize": round(time.perf_counter() - t0, 3)})
+                        {"tokenize": round(time.perf_counter() - t0, 3)}, threads)
