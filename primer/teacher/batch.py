@@ -214,7 +214,11 @@ class _Run:
             wcost = t.cost(wp, wc) or 0.0
             reason = t._over_budget(state, wp + wc, wcost)
             if reason is not None:
-                self.usage.stopped = reason
+                # as the online loop does: the worst case of what is already submitted or admitted (answered
+                # later, so in the ledger by the end), and what was spent when the budget said stop
+                u = self.usage
+                u.stopped, u.spent_at_stop = reason, state["spent_tokens"]
+                u.reserved_tokens, u.reserved_cost_usd = state["reserved_tokens"], state["reserved_cost"]
                 for rest in fresh[i:]:
                     self.answers[rest.key] = TeacherAnswer(key=rest.key, text=None, error=BUDGET_EXHAUSTED)
                     self.usage.not_sent_budget += 1

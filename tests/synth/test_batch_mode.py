@@ -176,8 +176,15 @@ def test_budget_caps_what_is_submitted(openai_server, batch_teacher):
     answers = teacher.run_sync(_reqs(teacher, 10))
     sent = [a for a in answers if a.error != BUDGET_EXHAUSTED]
     assert 0 < len(sent) < 10 and all(a.ok for a in sent)
-    assert teacher.last_run.stopped.startswith("budget reached") and teacher.last_run.sent == len(sent)
+    usage = teacher.last_run
+    assert usage.stopped.startswith("budget reached") and usage.sent == len(sent)
     assert [len(b) for b in _batch_inputs(openai_server)] == [len(sent)]
+    # the stop reports what it held back for the admitted requests (their worst case), as online mode does;
+    # they were answered, so the final ledger lies between what was spent at the stop and that plus reserved
+    worst = sum(sum(teacher._worst_case(r)) for r in _reqs(teacher, 10)[:len(sent)])
+    assert usage.reserved_tokens == worst > 0 and usage.spent_at_stop == 0
+    spent = sum(teacher.ledger.totals())
+    assert 0 < spent <= usage.spent_at_stop + usage.reserved_tokens
 
 
 @pytest.mark.parametrize("case", ["401", "no batch api"])
