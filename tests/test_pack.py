@@ -148,3 +148,42 @@ def test_same_bytes_whatever_the_sharding_and_threads(tmp_path, corpus_dir, tiny
         m = pack_documents(open_store(StoreConfig(root=str(tmp_path / str(i)))), cfg, tok, ref, [src], threads=threads)
         outputs.append((m["key"], m["content_hash"], m["drops"], m["sources"][0]["tokens"]))
     assert outputs[0] == outputs[1]
+
+
+def test_batches_keep_each_documents_own_tokens_and_drop_only_the_too_long(corpus_dir, tiny_tokenizer):
+    """Batches mixing kept and too-long documents: every kept document's tokens are its own encoding + EOS,
+    at its offsets, its entropy that of its own tokens; exactly the documents over the limit are dropped."""
+    from collections import Counter
+
+    from tasks.pack.encode import ShardPlan, tokenize_shard
+
+    tok, ref = tiny_tokenizer
+    src = resolve_source(SourceSpec(uri=str(corpus_dir)))
+    docs = list(read_documents(src, DropCounter()))
+    tok.encode_special_tokens = True
+    own = {d.id: tok.encode(d.text).ids + [ref.eos_id] for d in docs}
+    limit = int(np.median([len(ids) for ids in own.values()]))
+    cfg = PackConfig(sources=[src.spec], batch_docs=7, max_doc_tokens=limit)
+    out = tokenize_shard(ShardPlan(0, 0, src), ref, cfg, StoreConfig(root="unused"), tok)
+    assert out.ids == [d.id for d in docs if len(own[d.id]) <= limit]
+    too_long = [d.id for d in out.drops.all if d.reason == "too_long"]
+    assert sorted(too_long) == sorted(i for i, ids in own.items() if len(ids) > limit)
+    assert len(too_long) == len(docs) - len(out.ids) and 0 < len(out.ids) < len(docs)
+    for j, doc_id in enumerate(out.ids):
+        ids = out.tokens[out.offsets[j]:out.offsets[j + 1]].tolist()
+        assert ids == own[doc_id]
+        p = np.array(list(Counter(ids).values())) / len(ids)
+        assert np.isclose(out.difficulty[j], -(p * np.log2(p)).sum(), rtol=1e-6)
+
+
+def test_token_entropy_is_the_same_whatever_the_grouping():
+    from tasks.pack.encode import token_entropy
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 400, 60)
+    tokens = (rng.zipf(1.3, lengths.sum()) % 5000).astype(np.int32)
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    one_group = token_entropy(tokens, offsets, max_bins=1 << 30)
+    for max_bins in (1, 4999, 5001, 100_000):  # one document per group, ..., many per group
+        assert np.array_equal(token_entropy(tokens, offsets, max_bins=max_bins), one_group)
+    assert token_entropy(np.zeros(0, np.int32), np.zeros(1, np.int64)).shape == (0,)
