@@ -1,6 +1,6 @@
 """Pack end to end against the fastest raw tokenizer call, on the same documents, in the same run.
 
-    python bench/bench_pack.py [--source python:stdlib] [--repeats 3] [--max-files N]
+    python bench/bench_pack.py [--source python:stdlib] [--repeats 3] [--max-files N] [--threads N]
 
 What is fair. The baseline is what a user who only wants the token stream would write with the fastest
 call `tokenizers` has, `encode_batch_fast` (no offsets; the call pack itself uses): the same documents,
@@ -74,6 +74,7 @@ def main() -> None:
     ap.add_argument("--source", default="python:stdlib")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-files", type=int, default=0, help="only the source's first N files (quick runs)")
+    ap.add_argument("--threads", type=int, default=0, help="pack's shard threads (default: pack's own)")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
@@ -112,7 +113,7 @@ def main() -> None:
             for side in order[r % len(order):] + order[:r % len(order)]:
                 t, c = time.perf_counter(), cpu_seconds()
                 if side == "pack":
-                    manifest = pack_documents(store, pcfg, tokenizer, ref, [src])
+                    manifest = pack_documents(store, pcfg, tokenizer, ref, [src], threads=args.threads)
                     assert not manifest["reused"]
                     size = sum(s["tokens"] for s in manifest["sources"])
                 else:
