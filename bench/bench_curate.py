@@ -37,7 +37,7 @@ from tasks.curate.decontam import Decontaminator, load_humaneval, load_mbpp  # n
 from tasks.curate.embed import HashedEmbedder  # noqa: E402
 from tasks.curate.filters import FilterChain, default_filters  # noqa: E402
 from tasks.curate.heuristic import HeuristicAnnotator  # noqa: E402
-from tasks.curate.text import hash64, tokens  # noqa: E402
+from primer.minhash import hash64, tokens  # noqa: E402
 from tasks.sources import read_documents, resolve_source  # noqa: E402
 
 

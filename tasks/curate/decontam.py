@@ -31,7 +31,8 @@ from functools import lru_cache
 
 import numpy as np
 
-from tasks.curate.text import TOKEN_CACHE_MAX, TOKEN_RE, hash64, ngram_hashes, parse_python, token_hashes
+from primer.minhash import TOKEN_CACHE_MAX, TOKEN_RE, hash64, ngram_hashes, token_hashes
+from tasks.curate.text import parse_python
 
 log = logging.getLogger("primer.curate")
 AST_GRAM = 6
@@ -52,7 +53,7 @@ _BLIND_N = hash64("N")
 
 class _TokenTable:
     """token -> (hash, identifier-blind hash) with one dictionary look-up per token for both (the checker
-    needs both for every document). Bounded like text.token_hashes' memo. One lock per look-up: finalize
+    needs both for every document). Bounded like primer.minhash.token_hashes' memo. One lock per look-up: finalize
     tasks share the table across threads, and ids must never point past the arrays."""
 
     def __init__(self) -> None:

@@ -29,8 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from primer.minhash import MinHasher, optimal_bands, splitmix64  # noqa: F401  (MinHasher, optimal_bands: re-exported)
-from tasks.curate.text import hash64, normalize
+from primer.minhash import MinHasher, hash64, splitmix64
+from tasks.curate.text import normalize
 
 EXACT_BAND = -1
 SHARD_SHIFT = 32

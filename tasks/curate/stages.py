@@ -29,13 +29,14 @@ import pyarrow.parquet as pq
 from primer.config import StoreConfig
 from primer.documents import DropCounter
 from primer.errors import InputError, PrimerError
+from primer.minhash import hash64
 from primer.settings.curate import CurateConfig
 from primer.store import FileRecord, content_key, open_store
 from tasks.curate import dedup as dd
 from tasks.curate import quality
 from tasks.curate.embed import embedder_for
 from tasks.curate.filters import FilterChain, StepCount, default_filters, nbytes, split_reason
-from tasks.curate.text import hash64, sha256_text
+from tasks.curate.text import sha256_text
 from tasks.curate.work import Work, load_removed, read_arrow, read_npy_rows, shard_name, write_table_bytes
 from tasks.sources import ResolvedSource, read_documents, resolve_source
 

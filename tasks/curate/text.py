@@ -1,4 +1,5 @@
-"""Text helpers shared by the curate steps: code tokens, normalization, stable 64-bit hashes.
+"""Text helpers shared by the curate steps: normalization, sha256, parsing (code tokens and 64-bit hashes
+are in primer/minhash.py).
 
 Everything here is deterministic across processes and machines (no Python `hash()`, which is salted).
 """
@@ -10,9 +11,6 @@ import hashlib
 import symtable
 import threading
 import warnings
-
-from primer.minhash import (  # noqa: F401  (moved to primer/, re-exported for the curate steps)
-    TOKEN_CACHE_MAX, TOKEN_RE, hash64, ngram_hashes, splitmix64, token_hashes, tokens)
 
 
 def normalize(text: str) -> str:

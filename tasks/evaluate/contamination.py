@@ -106,7 +106,7 @@ class NgramShares:
     hashes, so the share is the one the decontamination threshold applies to)."""
 
     def __init__(self, codes: list[str], n: int):
-        from tasks.curate.text import TOKEN_RE, ngram_hashes, token_hashes
+        from primer.minhash import TOKEN_RE, ngram_hashes, token_hashes
 
         self.n, self._re, self._ngrams, self._hashes = n, TOKEN_RE, ngram_hashes, token_hashes
         grams = [np.unique(ngram_hashes(token_hashes(TOKEN_RE.findall(c)), n)) for c in codes]

@@ -13,7 +13,7 @@ from primer.settings.curate import CurateConfig
 from tasks.curate import quality
 from tasks.curate.embed import HashedEmbedder
 from tasks.curate.heuristic import HeuristicAnnotator
-from tasks.curate.text import hash64
+from primer.minhash import hash64
 from tests.curate.conftest import STDLIB
 
 SITE = Path(sysconfig.get_paths()["purelib"])
