@@ -91,6 +91,10 @@ class ShardRows:
         shard, offset = divmod(i, self.rows_per_shard)
         return self._shard(shard)[0][offset]
 
+    def batch(self, idx: list[int]) -> np.ndarray:
+        """int64 [len(idx), seq_len]: the token ids of rows `idx`, stacked."""
+        return np.stack([self.row(i) for i in idx]).astype(np.int64)
+
     def prompt_mask(self, i: int) -> np.ndarray:
         """bool [seq_len]: which tokens of row i are prompt tokens (needs prompt_mask=True)."""
         shard, offset = divmod(i, self.rows_per_shard)
@@ -140,13 +144,6 @@ def micro_batch_rows(order: RowOrder, step: int, micro: int, rank: int, world: i
     return [order.sample(g) for g in range(start, start + micro_batch_size)]
 
 
-def micro_batch(rows: ShardRows, order: RowOrder, step: int, micro: int, rank: int, world: int,
-                micro_batch_size: int, batch_size: int) -> np.ndarray:
-    """int64 [micro_batch_size, seq_len] token ids for (step, micro-batch index, rank)."""
-    idx = micro_batch_rows(order, step, micro, rank, world, micro_batch_size, batch_size)
-    return np.stack([rows.row(i) for i in idx]).astype(np.int64)
-
-
 def loss_targets(rows: ShardRows, idx: list[int], batch: np.ndarray, loss_on: str) -> np.ndarray:
     """int64 [B, seq_len - 1] next-token targets of a batch of rows `idx`; with loss_on=solution, a target
     that is a prompt token is IGNORE_INDEX (-100): the loss counts solution tokens (and other documents'
@@ -172,5 +169,4 @@ def eval_rows(rows: ShardRows, n_batches: int, micro_batch_size: int, rank: int,
 
 def eval_batches(rows: ShardRows, n_batches: int, micro_batch_size: int, rank: int, world: int) -> list[np.ndarray]:
     """The token ids of `eval_rows`, one int64 [micro_batch_size, seq_len] array per batch."""
-    return [np.stack([rows.row(i) for i in idx]).astype(np.int64)
-            for idx in eval_rows(rows, n_batches, micro_batch_size, rank, world)]
+    return [rows.batch(idx) for idx in eval_rows(rows, n_batches, micro_batch_size, rank, world)]

@@ -218,7 +218,7 @@ class Trainer:
     # ---------------------------------------------------------------- train / eval
     def batch(self, rows: ShardRows, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(input ids, targets) of rows `idx` on the device; targets skip prompt tokens with loss_on=solution."""
-        tokens = np.stack([rows.row(i) for i in idx]).astype(np.int64)
+        tokens = rows.batch(idx)
         targets = loss_targets(rows, idx, tokens, self.phase.loss_on)
         return (torch.from_numpy(tokens[:, :-1]).to(self.device), torch.from_numpy(targets).to(self.device))
 

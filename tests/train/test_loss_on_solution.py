@@ -105,7 +105,7 @@ def _val_loss(store, spec, weights_uri, solution_only: bool) -> float:
     total = n = 0.0
     with torch.no_grad():
         for idx in eval_rows(rows, spec.phase_config.eval_batches, spec.phase_config.micro_batch, 0, 1):
-            batch = np.stack([rows.row(i) for i in idx]).astype(np.int64)
+            batch = rows.batch(idx)
             targets = torch.from_numpy(loss_targets(rows, idx, batch, "solution" if solution_only else "all"))
             _, loss = model(torch.from_numpy(batch[:, :-1]), targets)
             count = int((targets != -100).sum())
