@@ -52,12 +52,17 @@ def resolve_seed_source(cfg: PrimerConfig) -> dict[str, Any] | None:
         reason = str(e).splitlines()[0].replace(f"synth.seed_source[0] ({s.seed_source}): ", "")
         raise InputError(f"synth.seed_source={s.seed_source!r}: not a usable curate output ({reason}); {fix}") \
             from None
-    fs, _ = filesystem_for(src.base if src.protocol == "file" else f"{src.protocol}://{src.base}", cfg.store)
-    documents = sum(pq.ParquetFile(fs.open(f, "rb")).metadata.num_rows for f in src.files) \
-        if src.format == "parquet" else None
     uri = src.base if src.protocol == "file" else f"{src.protocol}://{src.base}"
+    fs, _ = filesystem_for(uri, cfg.store)
+    documents = sum(_parquet_rows(fs, f) for f in src.files) if src.format == "parquet" else None
     return {"seed_source": s.seed_source, "uri": uri, "dataset": SEED_DATASET, "fingerprint": src.fingerprint,
             "documents": documents, "source": src.to_dict()}
+
+
+def _parquet_rows(fs, path: str) -> int:
+    """Rows of one Parquet file, from its footer."""
+    with fs.open(path, "rb") as f:
+        return pq.ParquetFile(f).metadata.num_rows
 
 
 def seeded_count(requests: int, fraction: float, documents: int | None = None) -> int:
