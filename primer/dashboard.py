@@ -94,6 +94,25 @@ class Progress:
         self.update(1.0, force=True)
 
 
+def _run_log() -> Any:
+    """Prefect's run logger inside a flow or task run, else the `primer` logger."""
+    if in_run():
+        from prefect import get_run_logger
+
+        return get_run_logger()
+    return log
+
+
+class ProgressLines:
+    """A `progress` callback for `Teacher.run` that only writes each periodic line (done/total, tokens, $,
+    req/s, ETA) to the run's log: for units mapped onto a task runner (maybe another process), while the
+    flow moves the phase's artifact. Holds nothing, so it pickles to a Dask worker."""
+
+    def __call__(self, p: Any) -> None:   # p: primer.teacher.TeacherProgress
+        if p.log_due:
+            _run_log().info("%s", redact(p.line()))
+
+
 class PhaseProgress:
     """The `progress` callback for `Teacher.run` / a stage unit calling the teacher: a progress artifact at
     answered / requested, and each periodic line (done/total, tokens, $, req/s, ETA) in the run's log
@@ -101,11 +120,7 @@ class PhaseProgress:
 
     def __init__(self, key: str, description: str = ""):
         self.artifact = Progress(key, description, min_step=1.0, min_interval_s=1.0)
-        self.log: Any = log
-        if in_run():
-            from prefect import get_run_logger
-
-            self.log = get_run_logger()
+        self.log: Any = _run_log()
 
     def __call__(self, p: Any) -> None:   # p: primer.teacher.TeacherProgress
         self.artifact.update(p.fraction, force=p.log_due)

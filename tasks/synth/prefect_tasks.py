@@ -9,6 +9,8 @@ fail in seconds with their one line.
 from __future__ import annotations
 
 import errno
+import time
+from collections import deque
 from typing import Any
 
 from prefect import task
@@ -16,7 +18,7 @@ from prefect.cache_policies import NO_CACHE
 
 from primer import dashboard
 from primer.errors import PrimerError
-from tasks.synth import stage
+from tasks.synth import batches, stage
 
 _TRANSIENT_ERRNOS = {errno.ECONNRESET, errno.ECONNREFUSED, errno.ECONNABORTED, errno.ETIMEDOUT,
                      errno.EHOSTUNREACH, errno.ENETUNREACH, errno.EPIPE}
@@ -51,20 +53,42 @@ _NET = {"retries": 2, "retry_delay_seconds": 10, "retry_condition_fn": _retry_tr
 _LOCAL = {"cache_policy": NO_CACHE}
 
 
-def _with_progress(fn: Any, phase: str) -> Any:
-    return dashboard.with_progress(fn, f"synthesize-{phase}-progress",
-                                   f"Synthesize {phase}: teacher answers received of requested")
-
-
 prepare = task(name="synth-prepare", **_LOCAL)(stage.prepare)
 plan_requests = task(name="synth-plan", **_LOCAL)(stage.plan_requests)
 write_skipped = task(name="synth-write-skipped", **_LOCAL)(stage.write_skipped)
-expand_topics = task(name="synth-expand-topics", **_NET)(_with_progress(stage.expand_topics, "topics"))
-generate_textbooks = task(name="synth-textbooks", **_NET)(_with_progress(stage.generate_textbooks, "textbooks"))
-generate_exercises = task(name="synth-exercises", **_NET)(_with_progress(stage.generate_exercises, "exercises"))
+answer_batch = task(name="synth-answer-batch", **_NET)(stage.answer_requests)
 verify_batch = task(name="synth-verify-exercises", **_LOCAL)(stage.verify_exercises)
-generate_variants = task(name="synth-variants", **_NET)(_with_progress(stage.generate_variants, "variants"))
 write_output = task(name="synth-write-output", **_LOCAL)(stage.write_output)
+
+
+# ---- the generation phases: their requests mapped in batches on the flow's task runner -----------------
+
+def send_mapped(cfg: Any, phase: str, requests: list[Any], progress: Any = None) -> tuple[list[Any], dict[str, Any]]:
+    """`stage.Send` on the task runner: `answer_batch` over the units of `batches.split`, at most
+    `batches.window` in flight; answers in request order, so the output is the same whatever the runner.
+    Each unit logs its own teacher lines; `progress` (the phase's artifact) moves as units finish."""
+    t0 = time.monotonic()
+    units = batches.split(cfg, requests)
+    tally = batches.PhaseTally(phase, units, progress)
+    results: list[Any] = [None] * len(units)
+    in_flight: deque[tuple[int, Any]] = deque()
+
+    def finish_oldest() -> None:
+        i, future = in_flight.popleft()
+        results[i] = future.result()   # a unit that failed after its retries fails the phase (answers kept)
+        tally.add(results[i][1])
+
+    limit = batches.window(cfg, len(units))
+    for i, unit in enumerate(units):
+        if len(in_flight) >= limit:
+            finish_oldest()
+        name = f"synth-{phase}-batch-{i + 1}-of-{len(units)}"
+        label = batches.unit_label(phase, i, len(units))
+        in_flight.append((i, answer_batch.with_options(task_run_name=name).submit(
+            cfg, label, unit, dashboard.ProgressLines())))
+    while in_flight:
+        finish_oldest()
+    return batches.merge(requests, results, time.monotonic() - t0)
 
 
 def verify_exercises(cfg: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,3 +98,31 @@ def verify_exercises(cfg: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any
     chunks = [rows[i:i + size] for i in range(0, len(rows), size)]
     futures = [verify_batch.submit(cfg, chunk) for chunk in chunks]
     return [row for f in futures for row in f.result()]
+
+
+def _phase_progress(phase: str) -> dashboard.PhaseProgress:
+    return dashboard.PhaseProgress(f"synthesize-{phase}-progress",
+                                   f"Synthesize {phase}: teacher answers received of requested")
+
+
+def _in_phase(phase: str, unit: Any, *args: Any, **kwargs: Any) -> Any:
+    progress = _phase_progress(phase)
+    out = unit(*args, progress=progress, send=send_mapped, **kwargs)
+    progress.done()
+    return out
+
+
+def expand_topics(cfg: Any, topics: list[Any]) -> dict[str, Any]:
+    return _in_phase("topics", stage.expand_topics, cfg, topics)
+
+
+def generate_textbooks(cfg: Any, topics: list[Any], seed: dict[str, Any] | None) -> dict[str, Any]:
+    return _in_phase("textbooks", stage.generate_textbooks, cfg, topics, seed)
+
+
+def generate_exercises(cfg: Any, pools: dict[str, list[str]], leaves: list[Any]) -> dict[str, Any]:
+    return _in_phase("exercises", stage.generate_exercises, cfg, pools, leaves)
+
+
+def generate_variants(cfg: Any, rows: list[dict[str, Any]], pools: dict[str, list[str]]) -> dict[str, Any]:
+    return _in_phase("variants", stage.generate_variants, cfg, rows, pools, verify=verify_exercises)

@@ -21,7 +21,8 @@ from primer.config import PrimerConfig, fingerprint_fields
 from primer.store import ArtifactStore, content_key, open_store
 from primer.teacher.accounting import accounting as teacher_accounting
 from primer.teacher.accounting import rows as accounting_rows
-from primer.teacher import BUDGET_EXHAUSTED, Ledger, Teacher, TeacherUsage, open_teacher
+from primer.teacher import (BUDGET_EXHAUSTED, Ledger, Teacher, TeacherAnswer, TeacherRequest, TeacherUsage,
+                            open_teacher)
 from tasks.synth.decontaminate import decontaminate_outputs
 from tasks.synth import prompts as P
 from tasks.synth import seeds as S
@@ -124,17 +125,32 @@ def _answer_drop(answer: Any) -> str:
 # ---- phases --------------------------------------------------------------------------------------------
 
 Progress = Callable[[Any], None] | None   # gets a primer.teacher.TeacherProgress after each answer
+# How a phase gets its answers: (cfg, phase, requests, progress) -> (one answer per request, in order;
+# the TeacherUsage as a dict). `answer_requests` here, in one process; the flow maps the requests in
+# batches on the stage's task runner (tasks/synth/prefect_tasks.py `send_mapped`).
+Send = Callable[[PrimerConfig, str, list[TeacherRequest], Progress], tuple[list[TeacherAnswer], dict[str, Any]]]
+Verify = Callable[[PrimerConfig, list[dict[str, Any]]], list[dict[str, Any]]]
 
 
-def expand_topics(cfg: PrimerConfig, topics: list[P.Topic], progress: Progress = None) -> dict[str, Any]:
+def answer_requests(cfg: PrimerConfig, phase: str, requests: list[TeacherRequest],
+                    progress: Progress = None) -> tuple[list[TeacherAnswer], dict[str, Any]]:
+    """Answer `requests` through the ledger (nothing paid twice), one Teacher built here: also the unit
+    the flow maps, so it runs wherever the task runner puts it."""
+    teacher = make_teacher(cfg)
+    teacher.phase = phase
+    answers = teacher.run_sync(requests, progress)
+    return answers, asdict(teacher.last_run)
+
+
+def expand_topics(cfg: PrimerConfig, topics: list[P.Topic], progress: Progress = None,
+                  send: Send = answer_requests) -> dict[str, Any]:
     """Seed topics, or the teacher's topic tree: each level of `synth.fanout()` asks for that many
     subtopics of every node of the level above (a node with none stays a leaf). Leaves are deduplicated by
     normalised name, so the plan counts distinct topics."""
     fanout = cfg.synth.fanout()
     if not fanout:
         return {"topics": topics, "usage": asdict(TeacherUsage()), "drops": []}
-    teacher = make_teacher(cfg)
-    teacher.phase = "topics"
+    teacher = make_teacher(cfg)   # builds the requests (sampling, ledger keys); `send` answers them
     usage, drops, level, seen = TeacherUsage(), [], [], set()
     for t in topics:   # duplicate seed names expand once
         norm = " ".join(P.normalize_topic(t.name))
@@ -143,8 +159,8 @@ def expand_topics(cfg: PrimerConfig, topics: list[P.Topic], progress: Progress =
             level.append(t)
     for k in fanout:
         reqs = [teacher.request(P.subtopic_messages(t, k), meta={"topic": t.label}) for t in level]
-        answers = teacher.run_sync(reqs, progress)
-        usage.add(teacher.last_run)
+        answers, used = send(cfg, "topics", reqs, progress)
+        usage.add(TeacherUsage(**used))
         nxt: list[P.Topic] = []
         for t, a in zip(level, answers):
             subs = P.parse_subtopics(a.text, k) if a.ok else []
@@ -166,7 +182,7 @@ def expand_topics(cfg: PrimerConfig, topics: list[P.Topic], progress: Progress =
 
 
 def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], seed: dict[str, Any] | None = None,
-                       progress: Progress = None) -> dict[str, Any]:
+                       progress: Progress = None, send: Send = answer_requests) -> dict[str, Any]:
     """Textbook sections: topic x audience x style prompts, and with `seed` (`prepare`'s resolved
     synth.seed_source) a seed_fraction share of prompts quoting curated code extracts (tasks/synth/seeds.py)."""
     s = cfg.synth
@@ -176,9 +192,8 @@ def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], seed: dict[str,
     plain = P.textbook_plan(topics, s.audiences, s.styles, n - len(extracts), s.seed)
     plan = S.interleave(plain, S.seeded_items(extracts, s.audiences, s.styles, s.seed))
     teacher = make_teacher(cfg)
-    teacher.phase = "textbooks"
     reqs = [teacher.request(P.textbook_messages(item), sample_index=item["sample_index"]) for item in plan]
-    answers = teacher.run_sync(reqs, progress)
+    answers, used = send(cfg, "textbooks", reqs, progress)
     rows, drops, failed = [], [], 0
     for item, a in zip(plan, answers):
         rid, topic = f"tb-{a.key[:16]}", item["topic"].label
@@ -202,7 +217,7 @@ def generate_textbooks(cfg: PrimerConfig, topics: list[P.Topic], seed: dict[str,
         "seed_source": seed["seed_source"], "uri": seed["uri"], "dataset": seed["dataset"],
         "fingerprint": seed["fingerprint"], "fraction": s.seed_fraction, "extract_chars": s.seed_extract_chars,
         "wanted": wanted, "requests": len(extracts)}
-    return {"rows": kept, "drops": drops, "usage": asdict(teacher.last_run), "failed": failed,
+    return {"rows": kept, "drops": drops, "usage": used, "failed": failed,
             "topics_requested": sorted({i["topic"].label for i in plain}), "seeding": seeding,
             "near_duplicates": near}
 
@@ -216,15 +231,15 @@ def _exercise_row(cfg: PrimerConfig, ex: Any, key: str, topic: str, prefix: str 
 
 
 def generate_exercises(cfg: PrimerConfig, pools: dict[str, list[str]],
-                       leaves: list[P.Topic] | None = None, progress: Progress = None) -> dict[str, Any]:
+                       leaves: list[P.Topic] | None = None, progress: Progress = None,
+                       send: Send = answer_requests) -> dict[str, Any]:
     if cfg.synth.exercise_topics_from_tree and leaves:   # more distinct exercise prompts at scale
         pools = {**pools, "topics": list(dict.fromkeys(pools["topics"] + [t.name for t in leaves]))}
     n = -(-cfg.synth.exercise_tokens // cfg.synth.tokens_per_exercise) if cfg.synth.exercise_tokens else cfg.synth.exercises
     plan = P.exercise_plan(pools, n, cfg.synth.seed)
     teacher = make_teacher(cfg)
-    teacher.phase = "exercises"
     reqs = [teacher.request(P.exercise_messages(item), sample_index=item["sample_index"]) for item in plan]
-    answers = teacher.run_sync(reqs, progress)
+    answers, used = send(cfg, "exercises", reqs, progress)
     rows, drops, failed = [], [], 0
     for item, a in zip(plan, answers):
         if not a.ok:
@@ -236,7 +251,7 @@ def generate_exercises(cfg: PrimerConfig, pools: dict[str, list[str]],
             drops.append(_drop(f"ex-{a.key[:16]}", "exercise", item["topic"], reason, detail))
             continue
         rows.append(_exercise_row(cfg, ex, a.key, item["topic"]))
-    return {"rows": rows, "drops": drops, "usage": asdict(teacher.last_run), "failed": failed,
+    return {"rows": rows, "drops": drops, "usage": used, "failed": failed,
             "topics_requested": sorted({i["topic"] for i in plan})}
 
 
@@ -250,17 +265,18 @@ def verify_exercises(cfg: PrimerConfig, rows: list[dict[str, Any]]) -> list[dict
 
 
 def generate_variants(cfg: PrimerConfig, rows: list[dict[str, Any]], pools: dict[str, list[str]],
-                      progress: Progress = None) -> dict[str, Any]:
-    """Semantics-preserving rewrites of verified exercises; each is re-verified by running its tests."""
+                      progress: Progress = None, send: Send = answer_requests,
+                      verify: Verify | None = None) -> dict[str, Any]:
+    """Semantics-preserving rewrites of verified exercises; each is re-verified by running its tests
+    (`verify`, default `verify_exercises`)."""
     n = cfg.synth.variants_per_exercise
     base = [r for r in rows if r["verified"] and not r["variant_of"]]
     if n <= 0 or not base:
         return {"rows": [], "drops": [], "usage": asdict(TeacherUsage()), "failed": 0}
     teacher = make_teacher(cfg)
-    teacher.phase = "variants"
     plan = [(r, P.variant_name(r["function_name"], i, pools, cfg.synth.seed)) for r in base for i in range(n)]
     reqs = [teacher.request(P.variant_messages(r, name)) for r, name in plan]
-    answers = teacher.run_sync(reqs, progress)
+    answers, used = send(cfg, "variants", reqs, progress)
     out, drops, failed = [], [], 0
     for (r, name), a in zip(plan, answers):
         rid = f"exv-{a.key[:16]}"
@@ -273,8 +289,7 @@ def generate_variants(cfg: PrimerConfig, rows: list[dict[str, Any]], pools: dict
             drops.append(_drop(rid, "variant", r["topic"], reason, detail))
             continue
         out.append(_exercise_row(cfg, ex, a.key, r["topic"], prefix="exv", variant_of=r["id"]))
-    return {"rows": verify_exercises(cfg, out), "drops": drops, "usage": asdict(teacher.last_run),
-            "failed": failed}
+    return {"rows": (verify or verify_exercises)(cfg, out), "drops": drops, "usage": used, "failed": failed}
 
 
 # ---- output --------------------------------------------------------------------------------------------

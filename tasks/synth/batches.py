@@ -1,0 +1,93 @@
+"""Request batches: how one generation phase's teacher requests are cut into units of the stage's task
+runner, and how the units' answers and usage are put back together (no Prefect here; the mapping itself is
+`send_mapped` in tasks/synth/prefect_tasks.py).
+
+A unit is at most `synth.batch_requests` requests with distinct ledger keys; each unit builds its own
+Teacher and Ledger where it runs (a thread, or a Dask worker process), so what travels is the config and the
+requests, and what comes back is the answers and a `TeacherUsage` as a dict. Answers go back in the order
+of the requests, so the output is the same whatever the runner and the batch size.
+
+How many units are in flight at once (`window`): `synth.parallel_batches`, except
+- a budget cap (`teacher.max_tokens_total` / `teacher.max_cost_usd`) forces 1: each unit checks the budget
+  against the ledger when it starts, so units run one after the other never overspend together;
+- `teacher.mode=batch` sends the whole phase as one unit: the Batch API client submits every provider batch
+  before its first poll, which cut-up units waiting on each other would serialise.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+from typing import Any, Callable
+
+from primer.teacher import TeacherAnswer, TeacherRequest, TeacherUsage
+from primer.teacher.client import TeacherProgress
+
+
+def split(cfg: Any, requests: list[TeacherRequest]) -> list[list[TeacherRequest]]:
+    """The phase's units: requests with distinct keys (first one wins, as the ledger would answer the
+    rest), in order, `synth.batch_requests` at a time (one unit in batch mode)."""
+    first: dict[str, TeacherRequest] = {}
+    for r in requests:
+        first.setdefault(r.key, r)
+    unique = list(first.values())
+    if not unique:
+        return []
+    size = len(unique) if cfg.teacher.mode == "batch" else max(1, cfg.synth.batch_requests)
+    return [unique[i:i + size] for i in range(0, len(unique), size)]
+
+
+def window(cfg: Any, units: int) -> int:
+    """Units in flight at once (see the module docstring)."""
+    if cfg.teacher.max_tokens_total or cfg.teacher.max_cost_usd:
+        return 1
+    return max(1, min(cfg.synth.parallel_batches, units))
+
+
+def merge(requests: list[TeacherRequest], results: list[tuple[list[TeacherAnswer], dict[str, Any]]],
+          wall_s: float) -> tuple[list[TeacherAnswer], dict[str, Any]]:
+    """(one answer per request, in order; the phase's usage): the units' usage summed, with the phase's
+    wall time (units overlap, so their wall times do not add)."""
+    by_key: dict[str, TeacherAnswer] = {}
+    usage = TeacherUsage()
+    for answers, used in results:
+        by_key.update((a.key, a) for a in answers)
+        usage.add(TeacherUsage(**used))
+    usage.wall_s = wall_s
+    return [by_key[r.key] for r in requests], asdict(usage)
+
+
+def unit_label(phase: str, i: int, units: int) -> str:
+    """The phase label in a unit's own teacher log lines: `textbooks 2/4` (the phase alone for one unit,
+    whose lines are then the phase's)."""
+    return phase if units == 1 else f"{phase} {i + 1}/{units}"
+
+
+class PhaseTally:
+    """The phase's progress as units finish: a `TeacherProgress` (done/total, tokens, $, req/s, ETA) for
+    the flow's progress artifact after each unit, and its log line when there are several units (one unit
+    logs the phase's lines itself)."""
+
+    def __init__(self, phase: str, units: list[list[TeacherRequest]],
+                 progress: Callable[[TeacherProgress], None] | None):
+        self.phase, self.progress = phase, progress
+        self.units = len(units)
+        self.total = sum(len(u) for u in units)
+        self.usage = TeacherUsage()
+        self.t0 = time.monotonic()
+        self.report(log_due=False)
+
+    def add(self, used: dict[str, Any]) -> None:
+        self.usage.add(TeacherUsage(**used))
+        self.report(log_due=self.units > 1)
+
+    def report(self, log_due: bool) -> None:
+        if self.progress is None:
+            return
+        u = self.usage
+        new = u.requests - u.cached
+        rate = new / max(time.monotonic() - self.t0, 1e-9)
+        left = self.total - u.requests
+        self.progress(TeacherProgress(phase=self.phase, done=u.requests, total=self.total, cached=u.cached,
+                                      tokens=u.prompt_tokens + u.completion_tokens, usd=u.cost_usd, rate=rate,
+                                      eta_s=left / rate if rate > 0 else None, log_due=log_due))
