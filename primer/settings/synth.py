@@ -158,10 +158,12 @@ class SynthConfig:
     seed_fraction: float = knob(0.0, help="Share of textbook requests seeded by code extracts from "
                                           "seed_source.", min=0.0, max=1.0)
     seed_extract_chars: int = knob(1200, help="Longest code extract put in a seeded prompt.", min=100)
-    batch_requests: int = knob(256, help="Requests per mapped generation task (one unit of the stage's "
-                                         "task runner).", min=1)
-    parallel_batches: int = knob(1, help="Generation tasks in flight at once on the task runner (each with "
-                                         "teacher.concurrency requests); a budget cap forces 1.", min=1, max=256)
+    batch_requests: int = knob(256, help="Requests per mapped generation task when parallel_batches > 1 "
+                                         "(also exercises per mapped verification task).", min=1)
+    parallel_batches: int = knob(1, help="Generation tasks in flight at once on the stage's task runner, "
+                                         "each with up to teacher.concurrency requests open; 1 = each phase "
+                                         "is one task. A budget cap or teacher.mode=batch forces 1.",
+                                 min=1, max=256)
     plan_only: bool = knob(False, help="Print and publish the request plan (counts, tokens, cost, topic "
                                        "coverage, budget) without sending anything (`primer synthesize --plan`).")
     audiences: list[str] = knob(default_factory=lambda: [

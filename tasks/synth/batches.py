@@ -7,11 +7,14 @@ Teacher and Ledger where it runs (a thread, or a Dask worker process), so what t
 requests, and what comes back is the answers and a `TeacherUsage` as a dict. Answers go back in the order
 of the requests, so the output is the same whatever the runner and the batch size.
 
-How many units are in flight at once (`window`): `synth.parallel_batches`, except
-- a budget cap (`teacher.max_tokens_total` / `teacher.max_cost_usd`) forces 1: each unit checks the budget
-  against the ledger when it starts, so units run one after the other never overspend together;
-- `teacher.mode=batch` sends the whole phase as one unit: the Batch API client submits every provider batch
-  before its first poll, which cut-up units waiting on each other would serialise.
+A phase is cut into units only when they can run side by side: `synth.parallel_batches` > 1, no budget
+cap and the online mode (`parallel`). Otherwise it is one unit, as one Teacher would send it:
+- each unit reads the ledger when it starts, so units one after the other would only re-read it;
+- a budget cap (`teacher.max_tokens_total` / `teacher.max_cost_usd`) is checked against the ledger plus the
+  worst case of the requests in flight *in that unit*, so units side by side could overspend together;
+- `teacher.mode=batch`: the Batch API client submits every provider batch before its first poll, which
+  units waiting on each other would serialise.
+With units, at most `synth.parallel_batches` are in flight at once (`window`).
 """
 
 from __future__ import annotations
@@ -24,24 +27,28 @@ from primer.teacher import TeacherAnswer, TeacherRequest, TeacherUsage
 from primer.teacher.client import TeacherProgress
 
 
+def parallel(cfg: Any) -> bool:
+    """Whether the phase is cut into units (see the module docstring)."""
+    t = cfg.teacher
+    return cfg.synth.parallel_batches > 1 and not (t.max_tokens_total or t.max_cost_usd) and t.mode != "batch"
+
+
 def split(cfg: Any, requests: list[TeacherRequest]) -> list[list[TeacherRequest]]:
     """The phase's units: requests with distinct keys (first one wins, as the ledger would answer the
-    rest), in order, `synth.batch_requests` at a time (one unit in batch mode)."""
+    rest), in order, `synth.batch_requests` at a time when `parallel`, else all in one unit."""
     first: dict[str, TeacherRequest] = {}
     for r in requests:
         first.setdefault(r.key, r)
     unique = list(first.values())
     if not unique:
         return []
-    size = len(unique) if cfg.teacher.mode == "batch" else max(1, cfg.synth.batch_requests)
+    size = max(1, cfg.synth.batch_requests) if parallel(cfg) else len(unique)
     return [unique[i:i + size] for i in range(0, len(unique), size)]
 
 
 def window(cfg: Any, units: int) -> int:
-    """Units in flight at once (see the module docstring)."""
-    if cfg.teacher.max_tokens_total or cfg.teacher.max_cost_usd:
-        return 1
-    return max(1, min(cfg.synth.parallel_batches, units))
+    """Units in flight at once."""
+    return max(1, min(cfg.synth.parallel_batches, units)) if parallel(cfg) else 1
 
 
 def merge(requests: list[TeacherRequest], results: list[tuple[list[TeacherAnswer], dict[str, Any]]],

@@ -24,19 +24,24 @@ def _cfg(**kw):
 
 def test_split_drops_repeated_keys_keeps_first_order_and_cuts_units():
     reqs = [_req(k) for k in "abcadbefgc"]
-    units = batches.split(_cfg(**{"synth.batch_requests": 3}), reqs)
+    units = batches.split(_cfg(**{"synth.batch_requests": 3, "synth.parallel_batches": 2}), reqs)
     assert [[r.key for r in u] for u in units] == [["a", "b", "c"], ["d", "e", "f"], ["g"]]
-    assert batches.split(_cfg(), []) == []
-    # batch mode: the Batch API client submits every provider batch at once, so the phase is one unit
-    one = batches.split(_cfg(**{"synth.batch_requests": 3, "teacher.mode": "batch"}), reqs)
-    assert [[r.key for r in u] for u in one] == [list("abcdefg")]
+    assert batches.split(_cfg(**{"synth.parallel_batches": 2}), []) == []
 
 
-def test_window_is_parallel_batches_but_one_under_a_budget():
+@pytest.mark.parametrize("why", [{"synth.parallel_batches": 1}, {"teacher.max_tokens_total": 10_000},
+                                 {"teacher.max_cost_usd": 5.0}, {"teacher.mode": "batch"}])
+def test_one_unit_unless_units_can_run_side_by_side(why):
+    """Sequential units would each re-read the ledger; under a budget each unit reserves only its own
+    in-flight worst case; the Batch API client submits all its batches before polling."""
+    cfg = _cfg(**{"synth.batch_requests": 3, "synth.parallel_batches": 4, **why})
+    units = batches.split(cfg, [_req(k) for k in "abcadbefgc"])
+    assert [[r.key for r in u] for u in units] == [list("abcdefg")] and batches.window(cfg, len(units)) == 1
+
+
+def test_window_is_parallel_batches_at_most_the_units():
     assert batches.window(_cfg(**{"synth.parallel_batches": 4}), 10) == 4
     assert batches.window(_cfg(**{"synth.parallel_batches": 4}), 2) == 2
-    assert batches.window(_cfg(**{"synth.parallel_batches": 4, "teacher.max_tokens_total": 10_000}), 10) == 1
-    assert batches.window(_cfg(**{"synth.parallel_batches": 4, "teacher.max_cost_usd": 5.0}), 10) == 1
 
 
 def test_merge_answers_every_request_in_order_and_sums_usage():
