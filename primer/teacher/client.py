@@ -5,7 +5,8 @@
     answers = teacher.run_sync(reqs)          # or: await teacher.run(reqs); order preserved
     teacher.publish_usage("synthesize")       # Prefect table artifact (no-op outside a run)
 
-- `openai.AsyncOpenAI` with the client's own retries off (`max_retries=0`); retries are ours: exponential
+- HTTP through primer/teacher/transport.py (one aiohttp session per run; why not the openai SDK: there).
+  Retries are ours: exponential
   backoff with jitter on 429, 5xx, 408/409, timeouts, connection errors and malformed answers; a 429's
   Retry-After pauses every sender until it has passed. 401/403 and 404 (unknown model) stop the run at
   once with a one-line `TeacherError` naming the key variable or the model; nothing retries those.
@@ -33,10 +34,13 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable
 
+import aiohttp
+
 from primer import dashboard, secrets
 from primer.errors import ConfigError, PrimerError
 from primer.settings.synth import TeacherConfig
 from primer.teacher.ledger import Ledger
+from primer.teacher.transport import HTTPStatus, Transport
 
 log = logging.getLogger("primer.teacher")
 KEY_HEADER = "X-Primer-Key"
@@ -201,7 +205,8 @@ def refusal_message(cfg: TeacherConfig, status: int, detail: str) -> str | None:
 
 
 def status_detail(e: Any) -> str:
-    """`HTTP <status>: <message>` of an SDK status error, secrets masked, one line."""
+    """`HTTP <status>: <message>` of a status error (transport.HTTPStatus, or the SDK's in batch mode),
+    secrets masked, one line."""
     return f"HTTP {e.status_code}: {secrets.redact(str(getattr(e, 'message', e)))[:300]}".replace("\n", " ")
 
 
@@ -494,40 +499,27 @@ class Teacher:
                 except Exception as e:  # the next flush retries; the final one raises
                     log.warning("teacher: ledger commit failed (%s); will retry", secrets.redact(str(e))[:200])
 
-    def _client(self) -> Any:
-        import httpx
-        import openai
+    def _client(self) -> Transport:
+        return Transport(self.cfg.resolved_base_url(), self.api_key(), self.cfg.concurrency, self.cfg.timeout_s)
 
-        base_url = self.cfg.resolved_base_url() or None
-        limits = httpx.Limits(max_connections=self.cfg.concurrency + 8,
-                              max_keepalive_connections=self.cfg.concurrency + 8)
-        return openai.AsyncOpenAI(api_key=self.api_key(), base_url=base_url, max_retries=0,
-                                  timeout=self.cfg.timeout_s,
-                                  http_client=openai.DefaultAsyncHttpxClient(limits=limits,
-                                                                             timeout=self.cfg.timeout_s))
-
-    async def _send(self, client: Any, req: TeacherRequest) -> tuple[str, int, int, str | None]:
-        """One HTTP attempt through the openai client's own request machinery (`client.post`), with the body
-        built here: this skips the SDK's per-call parameter transformation and response model building,
-        which cost more CPU than the request itself at high concurrency. Errors are the SDK's exceptions."""
-        import openai
-
+    async def _send(self, client: Transport, req: TeacherRequest) -> tuple[str, int, int, str | None]:
+        """One HTTP attempt. Retryable failures raise `_Retry`; any other non-2xx answer raises
+        `HTTPStatus` (the caller stops the run on 401/403/404)."""
         path, body = self.body(req)
-        options = {"headers": {KEY_HEADER: req.key}, "timeout": self.cfg.timeout_s}
         try:
-            data = await client.post(path, cast_to=object, body=body, options=options)
-        except openai.RateLimitError as e:
-            raise _Retry("rate_limited", "429 rate limited", _retry_after(e.response.headers)) from None
-        except openai.APITimeoutError:
-            raise _Retry("timeouts", f"timed out after {self.cfg.timeout_s:g}s") from None
-        except openai.APIConnectionError as e:
-            raise _Retry("connection_errors", f"connection error: {type(e.__cause__ or e).__name__}") from None
-        except openai.APIStatusError as e:
+            data = await client.post(path, body, headers={KEY_HEADER: req.key})
+        except HTTPStatus as e:
             status = e.status_code
+            if status == 429:
+                raise _Retry("rate_limited", "429 rate limited", _retry_after(e.headers)) from None
             if status >= 500 or status in (408, 409):
-                raise _Retry("server_errors", f"HTTP {status}", _retry_after(e.response.headers)) from None
+                raise _Retry("server_errors", f"HTTP {status}", _retry_after(e.headers)) from None
             raise
-        except (openai.APIResponseValidationError, ValueError) as e:
+        except asyncio.TimeoutError:
+            raise _Retry("timeouts", f"timed out after {self.cfg.timeout_s:g}s") from None
+        except aiohttp.ClientError as e:
+            raise _Retry("connection_errors", f"connection error: {type(e).__name__}") from None
+        except ValueError as e:
             raise _Retry("malformed", f"malformed answer: {type(e).__name__}") from None
         try:
             return parse_completion(data, self.cfg.api, req.messages)
@@ -541,8 +533,6 @@ class Teacher:
     async def _one(self, client: Any, req: TeacherRequest, sem: asyncio.Semaphore, state: dict[str, Any],
                    usage: TeacherUsage, answers: dict[str, TeacherAnswer], reservation: tuple[int, float],
                    done: list[int], total: int, progress: Callable[..., None]) -> None:
-        import openai
-
         answer: TeacherAnswer | None = None
         attempt = 0
         try:
@@ -562,7 +552,7 @@ class Teacher:
                     err: _Retry | None = _Retry("timeouts", f"timed out after {self.cfg.timeout_s:g}s")
                 except _Retry as e:
                     err = e
-                except openai.APIStatusError as e:
+                except HTTPStatus as e:
                     detail = status_detail(e)
                     state["fatal"] = refusal_message(self.cfg, e.status_code, detail) or state["fatal"]
                     answer = TeacherAnswer(key=req.key, text=None, error=detail, attempts=attempt)
