@@ -27,6 +27,8 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
+from primer.errors import ConfigError
+
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ORG_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
 TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)   # network or timeout: retryable
@@ -68,6 +70,10 @@ class Transport:
 
     def __init__(self, base_url: str, api_key: str, connections: int, timeout_s: float):
         self.base = (base_url or DEFAULT_BASE_URL).rstrip("/")
+        parts = urlsplit(self.base)
+        if parts.scheme not in ("http", "https") or not parts.hostname:   # fail now, not after retries
+            raise ConfigError(f"teacher.base_url (or $OPENAI_BASE_URL): {base_url!r} is not an http(s) URL; "
+                              "expected e.g. http://127.0.0.1:8000/v1")
         self.headers = {"Authorization": f"Bearer {api_key}", "Content-Type": "application/json",
                         "Accept": "application/json", "User-Agent": "primer-teacher"}
         for env, header in ORG_HEADERS.items():

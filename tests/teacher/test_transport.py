@@ -4,13 +4,16 @@ body's message — checked against real loopback HTTP."""
 
 from __future__ import annotations
 
+import dataclasses
 import http.client
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
 
+from primer.errors import ConfigError
 from primer.teacher import Teacher
 from primer.teacher.transport import Transport, env_proxy, error_message
 
@@ -89,6 +92,15 @@ def test_organisation_and_project_headers_come_from_the_environment(monkeypatch)
     assert t.base == "https://api.openai.com/v1"
     assert t.headers["OpenAI-Organization"] == "org-123" and t.headers["OpenAI-Project"] == "proj-456"
     assert t.headers["Authorization"] == "Bearer sk-x"
+
+
+@pytest.mark.parametrize("url", ["localhost:8000/v1", "ftp://host/v1", "http:///v1"])
+def test_a_base_url_that_is_not_http_fails_at_once_naming_the_setting(teacher_config, url):
+    teacher = Teacher(dataclasses.replace(teacher_config, base_url=url))
+    t0 = time.monotonic()
+    with pytest.raises(ConfigError, match=r"teacher.base_url .*is not an http\(s\) URL"):
+        teacher.run_sync([teacher.request([{"role": "user", "content": "q"}])])
+    assert time.monotonic() - t0 < 2
 
 
 def test_error_message_is_the_error_bodys_message():
