@@ -17,7 +17,6 @@ raises `ValueError`. The caller decides what is retried.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import ssl
@@ -31,7 +30,6 @@ from primer.errors import ConfigError
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 ORG_HEADERS = {"OPENAI_ORG_ID": "OpenAI-Organization", "OPENAI_PROJECT_ID": "OpenAI-Project"}
-TRANSPORT_ERRORS = (aiohttp.ClientError, asyncio.TimeoutError)   # network or timeout: retryable
 
 
 class HTTPStatus(Exception):

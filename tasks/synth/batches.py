@@ -23,8 +23,7 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable
 
-from primer.teacher import TeacherAnswer, TeacherRequest, TeacherUsage
-from primer.teacher.client import TeacherProgress
+from primer.teacher import TeacherAnswer, TeacherProgress, TeacherRequest, TeacherUsage
 
 
 def parallel(cfg: Any) -> bool:

@@ -9,6 +9,7 @@ fail in seconds with their one line.
 from __future__ import annotations
 
 import errno
+import functools
 import time
 from collections import deque
 from typing import Any
@@ -100,16 +101,11 @@ def verify_exercises(cfg: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any
     return [row for f in futures for row in f.result()]
 
 
-def _phase_progress(phase: str) -> dashboard.PhaseProgress:
-    return dashboard.PhaseProgress(f"synthesize-{phase}-progress",
-                                   f"Synthesize {phase}: teacher answers received of requested")
-
-
 def _in_phase(phase: str, unit: Any, *args: Any, **kwargs: Any) -> Any:
-    progress = _phase_progress(phase)
-    out = unit(*args, progress=progress, send=send_mapped, **kwargs)
-    progress.done()
-    return out
+    """Run a phase's unit with its requests mapped (`send_mapped`) and its progress artifact."""
+    run = dashboard.with_progress(functools.partial(unit, send=send_mapped), f"synthesize-{phase}-progress",
+                                  f"Synthesize {phase}: teacher answers received of requested")
+    return run(*args, **kwargs)
 
 
 def expand_topics(cfg: Any, topics: list[Any]) -> dict[str, Any]:
