@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import http.client
 import threading
-import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -96,11 +95,11 @@ def test_organisation_and_project_headers_come_from_the_environment(monkeypatch)
 
 @pytest.mark.parametrize("url", ["localhost:8000/v1", "ftp://host/v1", "http:///v1"])
 def test_a_base_url_that_is_not_http_fails_at_once_naming_the_setting(teacher_config, url):
+    """Raised before any attempt (aiohttp's InvalidURL would otherwise be retried as a connection error
+    and end as failed answers, not an error)."""
     teacher = Teacher(dataclasses.replace(teacher_config, base_url=url))
-    t0 = time.monotonic()
     with pytest.raises(ConfigError, match=r"teacher.base_url .*is not an http\(s\) URL"):
         teacher.run_sync([teacher.request([{"role": "user", "content": "q"}])])
-    assert time.monotonic() - t0 < 2
 
 
 def test_error_message_is_the_error_bodys_message():
