@@ -20,6 +20,8 @@ All collectives go through primer/training/collectives.py (on the engine's devic
 
 from __future__ import annotations
 
+import faulthandler
+import gc
 import hashlib
 import json
 import math
@@ -215,6 +217,16 @@ class Trainer:
         with out.open_local("model_config.json") as local:
             local.write_text(json.dumps(self.spec.model, indent=2))
 
+    def close(self) -> None:
+        """Tear the engine down while the interpreter is whole. DeepSpeed turns Python's automatic GC off
+        while an engine lives, so otherwise the engine, its optimizer and the references gloo's worker
+        threads hold are freed during interpreter shutdown, where a C++ thread that needs the GIL is made
+        to exit through noexcept frames: "terminate called without an active exception" (SIGABRT) after
+        every checkpoint was committed."""
+        self.engine.destroy()  # also gives GC back
+        del self.engine, self.optimizer, self.scheduler
+        gc.collect()
+
     # ---------------------------------------------------------------- train / eval
     def batch(self, rows: ShardRows, idx: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
         """(input ids, targets) of rows `idx` on the device; targets skip prompt tokens with loss_on=solution."""
@@ -307,6 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spec", required=True, help="TrainSpec.encode() token, built by tasks/train/spec.py")
     parser.add_argument("--local_rank", type=int, default=None, help="set by the deepspeed launcher")
     args = parser.parse_args(argv)
+    faulthandler.enable()  # a rank that aborts in C++ (SIGABRT, SIGSEGV) prints every thread's Python stack
     spec = TrainSpec.decode(args.spec)
     if strict_requested():
         install_strict_checks()
@@ -322,10 +335,16 @@ def main(argv: list[str] | None = None) -> int:
     trainer.train()
     peaks = trainer.comm.gather_objects(peak_memory_bytes(trainer.device))
     emit("done", step=trainer.step, peak_memory_bytes=max(peaks))
+    trainer.close()
     dist.barrier()
     dist.destroy_process_group()
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    # Everything this rank made is in the store and its events are printed: skip interpreter shutdown,
+    # whose teardown of C++ threads (gloo, DeepSpeed's ops) can abort a finished run (see Trainer.close).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)

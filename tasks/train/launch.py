@@ -150,7 +150,8 @@ def launch(spec: TrainSpec, nproc: int, launcher: str, hostfile: str = "",
         for path in _shm_buffers() - before:
             Path(path).unlink(missing_ok=True)
     if code != 0:
-        raise TrainingFailed(f"training exited with status {code}; last output:\n" + "\n".join(tail))
+        last = f"; last event: {json.dumps(events[-1])}" if events else "; no event (it stopped before starting)"
+        raise TrainingFailed(f"training exited with status {code}{last}; last output:\n" + "\n".join(tail))
     return events
 
 

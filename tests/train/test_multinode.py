@@ -94,6 +94,7 @@ def test_two_nodes_kill_resume_bit_identical(zero, shards, tmp_path):  # noqa: F
     # ranks outran the kill); either way the run is unfinished and resumes from its latest checkpoint
     _, killed, errors = run_two_nodes(run_root, uri, tmp_path / "b", zero, kill_after_step=3)
     assert errors[0] is not None and max(losses(killed)) < MAX_STEPS, "the run was not killed before its end"
+    assert 'last event: {"event": ' in str(errors[0]), errors[0]  # the failure names where the run stopped
     _, resumed, errors = run_two_nodes(run_root, uri, tmp_path / "c", zero)  # fresh scratch: store only
     assert errors == {0: None, 1: None}, errors
     (start,) = [e["step"] for e in resumed if e["event"] == "resume"]
