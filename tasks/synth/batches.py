@@ -14,7 +14,9 @@ cap and the online mode (`parallel`). Otherwise it is one unit, as one Teacher w
   worst case of the requests in flight *in that unit*, so units side by side could overspend together;
 - `teacher.mode=batch`: the Batch API client submits every provider batch before its first poll, which
   units waiting on each other would serialise.
-With units, at most `synth.parallel_batches` are in flight at once (`window`).
+With units, at most `synth.parallel_batches` are in flight at once (`window`), and the answers the ledger
+already holds are taken where the phase is mapped (`answered`), once: a resumed phase maps units only for
+what is left, instead of every unit reading the whole ledger to find that it has nothing to send.
 """
 
 from __future__ import annotations
@@ -23,13 +25,29 @@ import time
 from dataclasses import asdict
 from typing import Any, Callable
 
-from primer.teacher import TeacherAnswer, TeacherProgress, TeacherRequest, TeacherUsage
+from primer.teacher import Teacher, TeacherAnswer, TeacherProgress, TeacherRequest, TeacherUsage
 
 
 def parallel(cfg: Any) -> bool:
     """Whether the phase is cut into units (see the module docstring)."""
     t = cfg.teacher
     return cfg.synth.parallel_batches > 1 and not (t.max_tokens_total or t.max_cost_usd) and t.mode != "batch"
+
+
+def answered(teacher: Teacher, requests: list[TeacherRequest]) -> tuple[
+        tuple[list[TeacherAnswer], dict[str, Any]], list[TeacherRequest]]:
+    """((the answers `teacher`'s ledger already holds, their usage), the requests left to send). The usage
+    counts them as requested and cached, with the ledger's totals as its snapshot, as a Teacher's run
+    would; it goes to `merge` and `PhaseTally` beside the units' results."""
+    usage = TeacherUsage()
+    if teacher.ledger is None:
+        return ([], asdict(usage)), requests
+    teacher.ledger.load()
+    known, left = teacher.split_cached(requests, usage)
+    usage.requests = usage.cached   # split_cached counted the keys still to send as well: the units count those
+    prompt, completion = teacher.ledger.totals()
+    usage.ledger_tokens, usage.ledger_cost_usd = prompt + completion, teacher.ledger_cost()
+    return (list(known.values()), asdict(usage)), left
 
 
 def split(cfg: Any, requests: list[TeacherRequest]) -> list[list[TeacherRequest]]:
@@ -71,21 +89,23 @@ def unit_label(phase: str, i: int, units: int) -> str:
 
 class PhaseTally:
     """The phase's progress as units finish: a `TeacherProgress` (done/total, tokens, $, req/s, ETA) for
-    the flow's progress artifact after each unit, and its log line when there are several units (one unit
-    logs the phase's lines itself)."""
+    the flow's progress artifact after each unit, and its log line when there are several units or answers
+    taken from the ledger before mapping (otherwise the one unit logs the phase's lines itself)."""
 
     def __init__(self, phase: str, units: list[list[TeacherRequest]],
-                 progress: Callable[[TeacherProgress], None] | None):
+                 progress: Callable[[TeacherProgress], None] | None, known: dict[str, Any] | None = None):
         self.phase, self.progress = phase, progress
         self.units = len(units)
-        self.total = sum(len(u) for u in units)
-        self.usage = TeacherUsage()
+        self.usage = TeacherUsage(**known) if known else TeacherUsage()   # answered from the ledger before mapping
+        self.total = sum(len(u) for u in units) + self.usage.requests
+        # The phase's lines are logged here unless its one unit's own lines are the whole phase's.
+        self.logs = self.units > 1 or self.usage.requests > 0
         self.t0 = time.monotonic()
-        self.report(log_due=False)
+        self.report(log_due=self.logs and self.usage.requests > 0)   # where a resumed phase starts
 
     def add(self, used: dict[str, Any]) -> None:
         self.usage.add(TeacherUsage(**used))
-        self.report(log_due=self.units > 1)
+        self.report(log_due=self.logs)
 
     def report(self, log_due: bool) -> None:
         if self.progress is None:

@@ -67,10 +67,12 @@ write_output = task(name="synth-write-output", **_LOCAL)(stage.write_output)
 def send_mapped(cfg: Any, phase: str, requests: list[Any], progress: Any = None) -> tuple[list[Any], dict[str, Any]]:
     """`stage.Send` on the task runner: `answer_batch` over the units of `batches.split`, at most
     `batches.window` in flight; answers in request order, so the output is the same whatever the runner.
-    Each unit logs its own teacher lines; `progress` (the phase's artifact) moves as units finish."""
+    With units side by side, what the ledger already holds is answered here first and only the rest is
+    mapped. Each unit logs its own teacher lines; `progress` (the phase's artifact) moves as units finish."""
     t0 = time.monotonic()
-    units = batches.split(cfg, requests)
-    tally = batches.PhaseTally(phase, units, progress)
+    known, left = batches.answered(stage.make_teacher(cfg), requests) if batches.parallel(cfg) else (None, requests)
+    units = batches.split(cfg, left)
+    tally = batches.PhaseTally(phase, units, progress, known[1] if known else None)
     results: list[Any] = [None] * len(units)
     in_flight: deque[tuple[int, Any]] = deque()
 
@@ -89,7 +91,7 @@ def send_mapped(cfg: Any, phase: str, requests: list[Any], progress: Any = None)
             cfg, label, unit, dashboard.ProgressLines())))
     while in_flight:
         finish_oldest()
-    return batches.merge(requests, results, time.monotonic() - t0)
+    return batches.merge(requests, ([known] if known else []) + results, time.monotonic() - t0)
 
 
 def verify_exercises(cfg: Any, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:

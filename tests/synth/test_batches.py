@@ -67,6 +67,35 @@ def test_phase_tally_reports_done_over_total_as_units_finish():
     assert batches.unit_label("textbooks", 1, 4) == "textbooks 2/4" and batches.unit_label("topics", 0, 1) == "topics"
 
 
+def test_answered_takes_what_the_ledger_holds_and_leaves_the_rest_once_each(tmp_path):
+    """A resumed phase: the ledger's answers are taken where the phase is mapped, so units are cut from
+    the requests still to send only (each once), and the tally starts from the answers already there."""
+    from primer.store import open_store
+    from primer.teacher import Ledger, Teacher
+
+    cfg = _cfg(**{"store.root": str(tmp_path), "synth.parallel_batches": 2, "synth.batch_requests": 2})
+    ledger = Ledger(open_store(cfg.store), "synthesize")
+    for key, text in (("a", "A"), ("b", "B")):
+        ledger.add({"key": key, "text": text, "prompt_tokens": 3, "completion_tokens": 4})
+    ledger.flush()
+    teacher = Teacher(cfg.teacher, Ledger(open_store(cfg.store), "synthesize"))   # a fresh reader of the store
+    (known, used), left = batches.answered(teacher, [_req(k) for k in "acbcde"])
+    assert [(a.key, a.text, a.cached) for a in known] == [("a", "A", True), ("b", "B", True)]
+    assert [r.key for r in left] == ["c", "d", "e"]
+    assert (used["requests"], used["cached"], used["sent"], used["ledger_tokens"]) == (2, 2, 0, 14)
+
+    seen = []
+    units = batches.split(cfg, left)
+    tally = batches.PhaseTally("textbooks", units, seen.append, used)
+    assert [[r.key for r in u] for u in units] == [["c", "d"], ["e"]]
+    assert (seen[0].done, seen[0].total, seen[0].cached, seen[0].log_due) == (2, 5, 2, True)
+    answers, usage = batches.merge([_req(k) for k in "acbcde"], [(known, used)] + [
+        ([TeacherAnswer(r.key, r.key.upper(), None) for r in u],
+         dataclasses.asdict(TeacherUsage(requests=len(u), sent=len(u), succeeded=len(u)))) for u in units], 1.0)
+    assert [a.text for a in answers] == list("ACBCDE") and (usage["requests"], usage["cached"]) == (5, 2)
+    assert tally.total == 5
+
+
 def _files(uri, root):
     from primer.store import open_store
 
@@ -102,3 +131,13 @@ def test_flow_in_batches_equals_one_unit_and_sends_each_request_once(prefect_har
     names = sorted(r.name for r in runs if r.name.startswith("synth-textbooks-batch-"))
     assert names == [f"synth-textbooks-batch-{i}-of-4" for i in range(1, 5)], names   # 12 textbooks / 3
     assert all(r.state.is_completed() for r in runs if r.name.startswith("synth-"))
+
+    # A new output over the same requests (another dedup threshold): every answer is in the ledger, so
+    # no phase maps a unit and nothing is sent.
+    scripted_server.stats.reset()
+    state = synthesize(profile="tiny", overrides={**ov, "synth.dedup_threshold": 0.95}, return_state=True)
+    assert state.result() != batched and scripted_server.stats.successful == 0
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(
+            any_=[state.state_details.flow_run_id])))
+    assert not [r.name for r in runs if "-batch-" in r.name], sorted(r.name for r in runs)
