@@ -81,6 +81,10 @@ class CurateConfig:
     embed_features: int = knob(1 << 14, help="Feature dimension of the hashed embedder.", min=64, max=1 << 22)
     rf_trees: int = knob(100, help="Trees in the random forest.", min=1, max=10_000)
     rf_max_depth: int = knob(0, help="Maximum tree depth (0 = unlimited).", min=0)
+    rf_max_features: float = knob(0.05, help="Share of the features each split of the random forest considers. "
+                                             "Hashed features are sparse: scikit-learn's sqrt(n) (128 of 16,384) "
+                                             "mostly offers all-zero columns, and selected less well on the "
+                                             "held-out set (tests/curate/test_quality.py).", min=0.0001, max=1.0)
     test_fraction: float = knob(0.25, help="Annotations held out to measure the classifier.", min=0.05, max=0.9)
     min_per_class: int = knob(8, help="Fail with a clear message when an annotation class has fewer examples.",
                               min=2)

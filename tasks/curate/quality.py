@@ -75,8 +75,8 @@ def check_counts(labels: np.ndarray, min_per_class: int, scored: int, failed: in
 
 def classifier_key(annotation_hash: str, embedder_spec: dict[str, Any], cfg: CurateConfig) -> str:
     return content_key(STAGE, CLASSIFIER_VERSION, annotation_hash, embedder_spec, cfg.classifier, cfg.rf_trees,
-                       cfg.rf_max_depth, cfg.linear_alpha, cfg.test_fraction, cfg.seed, cfg.label_threshold,
-                       cfg.min_per_class)
+                       cfg.rf_max_depth, cfg.rf_max_features, cfg.linear_alpha, cfg.test_fraction, cfg.seed,
+                       cfg.label_threshold, cfg.min_per_class)
 
 
 def _make_head(cfg: CurateConfig):
@@ -87,7 +87,8 @@ def _make_head(cfg: CurateConfig):
     from sklearn.ensemble import RandomForestClassifier
 
     return RandomForestClassifier(n_estimators=cfg.rf_trees, max_depth=cfg.rf_max_depth or None,
-                                  class_weight="balanced", random_state=cfg.seed, n_jobs=1)
+                                  max_features=cfg.rf_max_features, class_weight="balanced",
+                                  random_state=cfg.seed, n_jobs=1)
 
 
 def train(features, scores: np.ndarray, cfg: CurateConfig, embedder_spec: dict[str, Any]) -> QualityModel:

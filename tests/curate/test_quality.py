@@ -164,9 +164,18 @@ if __name__ == "__main__":
 }
 
 
+def _below_install(path: Path) -> str:
+    for root in (SITE, STDLIB):
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    raise AssertionError(f"{path} is neither in site-packages nor in the standard library")
+
+
 def _files(paths, limit: int) -> list[str]:
+    """Up to `limit` texts of `paths` in a seeded order of their names below the installation (never their
+    absolute paths: the sample must not change with where the clone or its venv lives)."""
     texts = []
-    for p in sorted(paths, key=lambda p: hash64(str(p))):
+    for p in sorted(paths, key=lambda p: hash64(_below_install(p))):
         try:
             text = p.read_text()
         except (UnicodeDecodeError, OSError):
