@@ -219,10 +219,10 @@ class Trainer:
 
     def close(self) -> None:
         """Tear the engine down while the interpreter is whole. DeepSpeed turns Python's automatic GC off
-        while an engine lives, so otherwise the engine, its optimizer and the references gloo's worker
-        threads hold are freed during interpreter shutdown, where a C++ thread that needs the GIL is made
-        to exit through noexcept frames: "terminate called without an active exception" (SIGABRT) after
-        every checkpoint was committed."""
+        while an engine lives, so otherwise the engine, its optimizer and what gloo's worker threads
+        reference are freed during interpreter shutdown, where a C++ thread that needs the GIL is made to
+        exit. Our reading of two CI failures: "terminate called without an active exception" (SIGABRT)
+        right after a run's checkpoints were committed."""
         self.engine.destroy()  # also gives GC back
         del self.engine, self.optimizer, self.scheduler
         gc.collect()
