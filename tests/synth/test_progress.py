@@ -85,6 +85,11 @@ def test_flow_publishes_progress_artifacts_ending_at_100_and_logs_lines(prefect_
     for key, art in found.items():
         assert art.type == "progress" and float(art.data) == 100.0, (key, art.data)
 
+    phase_totals = (("textbooks", 12), ("exercises", 8))
+
+    def end_lines(messages, phase, n):
+        return [m for m in messages if f"teacher [{phase}]: {n}/{n} answered" in m]
+
     # Run logs reach the API through Prefect's background log worker: read until the phases' end lines
     # have arrived (then every line logged before them has too), at most 20 s.
     deadline = time.monotonic() + 20
@@ -92,12 +97,11 @@ def test_flow_publishes_progress_artifacts_ending_at_100_and_logs_lines(prefect_
         with get_client(sync_client=True) as client:
             logs = client.read_logs(log_filter=LogFilter(flow_run_id=LogFilterFlowRunId(any_=[flow_run_id])))
         messages = [lg.message for lg in logs]
-        if all(any(f"teacher [{p}]: {n}/{n} answered" in m for m in messages) for p, n in
-               (("textbooks", 12), ("exercises", 8))) or time.monotonic() > deadline:
+        if all(end_lines(messages, p, n) for p, n in phase_totals) or time.monotonic() > deadline:
             break
         time.sleep(0.5)
-    for phase, n in (("textbooks", 12), ("exercises", 8)):
-        ends = [m for m in messages if f"teacher [{phase}]: {n}/{n} answered" in m]
+    for phase, n in phase_totals:
+        ends = end_lines(messages, phase, n)
         assert len(ends) == 1, (phase, [m for m in messages if "teacher [" in m])   # each line once
         assert re.search(r"[\d,]+ tokens, \$[\d.]+, [\d.]+ req/s, ETA 0s", ends[-1])
     lines = [m for m in messages if "teacher [" in m]
