@@ -17,9 +17,9 @@ def _money(value: float | None) -> float | None:
 
 def accounting(cfg: TeacherConfig, phases: dict[str, Any], ledger_tokens: int, ledger_cost: float | None,
                reserved_tokens: int = 0, reserved_cost: float = 0.0, spent_at_stop: int = 0) -> dict[str, Any]:
-    """`phases` maps phase name -> TeacherUsage (or its asdict). `reserved_*`: at a budget stop, the worst
-    case of the requests then in flight; they were answered before the run ended, so they are inside
-    `ledger` now and `remaining` does not subtract them again."""
+    """`phases` maps phase name -> TeacherUsage (or its asdict). `reserved_*`: at the latest budget stop, the
+    worst case of the requests then in flight; they were answered before the run ended, so they are inside
+    `ledger` now and `remaining` does not subtract them again. Each phase's own stop is in `by_phase`."""
     by_phase: dict[str, dict[str, Any]] = {}
     run_tokens, run_cost = 0, 0.0
     for name, u in phases.items():
@@ -27,7 +27,11 @@ def accounting(cfg: TeacherConfig, phases: dict[str, Any], ledger_tokens: int, l
         tokens = int(u.get("prompt_tokens", 0)) + int(u.get("completion_tokens", 0))
         cost = u.get("cost_usd")
         by_phase[name] = {"requests": u.get("requests", 0), "cached": u.get("cached", 0),
-                          "sent": u.get("sent", 0), "tokens": tokens, "usd": _money(cost)}
+                          "sent": u.get("sent", 0), "tokens": tokens, "usd": _money(cost),
+                          # each phase's own budget stop: several phases can stop in one run, and the
+                          # run-level `reserved` below is only the latest of them
+                          "stopped": u.get("stopped"), "reserved_tokens": int(u.get("reserved_tokens") or 0),
+                          "spent_at_stop": int(u.get("spent_at_stop") or 0)}
         run_tokens += tokens
         run_cost = None if (run_cost is None or cost is None) else run_cost + cost
     cap_t, cap_c = cfg.max_tokens_total, cfg.max_cost_usd

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections import Counter
 from dataclasses import asdict
 from typing import Any, Callable
 
@@ -311,7 +312,6 @@ def _write_parquet(out: Any, name: str, rows: list[dict[str, Any]], schema: pa.S
 
 def _samples_markdown(textbooks: list[dict], exercises: list[dict], drops: list[dict], n: int,
                       usage: TeacherUsage, model: str) -> str:
-    from collections import Counter
 
     lines = [f"# Synthesize: samples ({model})", ""]
     if usage.stopped:
@@ -377,7 +377,6 @@ def write_output(cfg: PrimerConfig, key: str, inputs: dict[str, str], textbooks:
     samples = _samples_markdown(textbooks["rows"], ex_rows, drops, cfg.synth.samples, usage, cfg.teacher.model)
     with out.open_local("samples.md") as local:
         local.write_text(samples)
-    from collections import Counter
 
     manifest = out.commit({
         "version": STAGE_VERSION,

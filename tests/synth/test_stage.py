@@ -119,8 +119,10 @@ def test_end_to_end_through_faults(prefect_harness, scripted_server, tmp_path):
 
 
 def test_budget_cap_stops_keeps_and_says_so(prefect_harness, scripted_server, tmp_path):
+    # concurrency 4 > the 3 worst cases (~1,025 tokens each) that fit in 4,000: the 4th textbook is refused
+    # while the first 3 are still in flight, so the textbooks' stop has a reservation whatever the timing
     _, res = run_synthesis(overrides(scripted_server, tmp_path / "store", **{
-        "teacher.max_tokens_total": 4000, "teacher.max_tokens": 600, "teacher.concurrency": 2,
+        "teacher.max_tokens_total": 4000, "teacher.max_tokens": 600, "teacher.concurrency": 4,
         "synth.textbooks": 20, "synth.exercises": 5}))
     m = res.manifest
     assert m["stopped"] and "max_tokens_total" in m["stopped"] and "reserved" in m["stopped"]
@@ -130,10 +132,23 @@ def test_budget_cap_stops_keeps_and_says_so(prefect_harness, scripted_server, tm
     assert m["teacher_usage"]["ledger_tokens"] <= 4000
     assert 0 < m["datasets"]["textbooks"]["rows"] < 20
     assert m["drops"].get("textbook:not_sent_budget") and m["partial"] is False
-    # reserved = the in-flight worst case at the stop; final spend lies between the stop's spend and that
-    # plus the reservation, and equals what the server billed (spent sums every phase)
+    # each phase's own stop: `reserved` is the worst case in flight when admission stopped, and those
+    # requests were answered since, so the ledger after that phase (a fresh ledger: the phases' tokens so
+    # far, in run order: the manifest's keys are sorted) lies between the spend at the stop and that plus the
+    # reservation
+    books = acc["by_phase"]["textbooks"]
+    assert books["stopped"] and books["reserved_tokens"] > 0
+    assert f"{books['spent_at_stop']:,} spent + {books['reserved_tokens']:,} reserved" in books["stopped"]
+    ledger_after, stops = 0, []
+    for phase in (acc["by_phase"][name] for name in ("topics", "textbooks", "exercises", "variants")):
+        ledger_after += phase["tokens"]
+        if phase["stopped"]:
+            stops.append(phase)
+            assert phase["spent_at_stop"] <= ledger_after <= phase["spent_at_stop"] + phase["reserved_tokens"]
+    # the run-level `stopped` and `reserved` are the latest stop's
     stop = acc["reserved"]
-    assert stop["tokens"] > 0 and f"{stop['spent_at_stop']:,} spent + {stop['tokens']:,} reserved" in m["stopped"]
-    assert stop["spent_at_stop"] <= acc["ledger"]["tokens"] <= stop["spent_at_stop"] + stop["tokens"]
+    assert stops[-1]["stopped"] == m["stopped"] and stops[-1]["reserved_tokens"] == stop["tokens"]
+    assert f"{stop['spent_at_stop']:,} spent + {stop['tokens']:,} reserved" in m["stopped"]
+    # spent sums every phase and equals what the server billed
     billed = scripted_server.stats.prompt_tokens + scripted_server.stats.completion_tokens
     assert acc["spent"]["tokens"] == acc["ledger"]["tokens"] == billed
