@@ -138,7 +138,8 @@ def test_mlflow_against_a_real_server_on_loopback(local_store, tmp_path, monkeyp
 
 def _wandb_records(path: Path) -> list:
     """The protobuf records of an offline W&B run file: a 7-byte `:W&B` header, then LevelDB-log records
-    (7-byte header: crc, length, type FULL/FIRST/MIDDLE/LAST) in 32 KiB blocks."""
+    (7-byte header: crc, length, type FULL/FIRST/MIDDLE/LAST) in 32 KiB blocks. Only whole records: the file
+    may be read while wandb-core is still appending to it (the caller polls until the exit record is there)."""
     from wandb.proto import wandb_internal_pb2
 
     data = path.read_bytes()
@@ -149,7 +150,7 @@ def _wandb_records(path: Path) -> list:
             pos += 32768 - pos % 32768
             continue
         _, n, kind = struct.unpack("<IHB", data[pos:pos + 7])
-        if kind == 0:
+        if kind == 0 or pos + 7 + n > len(data):  # zero padding, or a record wandb-core is still writing
             break
         part, pos = part + data[pos + 7:pos + 7 + n], pos + 7 + n
         if kind in (1, 4):  # FULL or LAST
