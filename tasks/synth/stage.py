@@ -298,9 +298,7 @@ def generate_variants(cfg: PrimerConfig, rows: list[dict[str, Any]], pools: dict
 def _merge_usage(parts: list[dict[str, Any]]) -> TeacherUsage:
     total = TeacherUsage()
     for p in parts:
-        total.add(TeacherUsage(**p))
-        if p.get("stopped"):
-            total.stopped = p["stopped"]
+        total.add(TeacherUsage(**p))   # the latest phase that stopped gives stopped/reserved/spent_at_stop
     return total
 
 
@@ -312,7 +310,6 @@ def _write_parquet(out: Any, name: str, rows: list[dict[str, Any]], schema: pa.S
 
 def _samples_markdown(textbooks: list[dict], exercises: list[dict], drops: list[dict], n: int,
                       usage: TeacherUsage, model: str) -> str:
-
     lines = [f"# Synthesize: samples ({model})", ""]
     if usage.stopped:
         lines += [f"> **Stopped early:** {usage.stopped}", ""]
