@@ -12,6 +12,7 @@ import dataclasses
 import gzip
 import hashlib
 import json
+import re
 import sysconfig
 from dataclasses import asdict, dataclass, field
 from typing import Iterator
@@ -294,6 +295,22 @@ def _read_source_file(fs, path: str, rel: str, src: ResolvedSource, drops: DropC
         yield doc
 
 
+# A JSON "\\ud800"-style escape: json.loads turns an unpaired one into a lone surrogate, which no UTF-8
+# consumer (the tokenizer, Parquet, the sandbox) accepts. Only lines that have one are checked.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def unpaired_surrogate(fields: dict[str, object]) -> str | None:
+    """What is wrong with the first string field that UTF-8 cannot encode (a lone surrogate), or None."""
+    for name, value in fields.items():
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as e:
+                return f"{name!r} has an unpaired surrogate \\u{ord(value[e.start]):04x} at character {e.start}"
+    return None
+
+
 def _read_jsonl(fs, path: str, rel: str, src: ResolvedSource, drops: DropCounter) -> Iterator[Document]:
     col = src.spec.text_column
     with fs.open(path, "rb") as f:
@@ -317,9 +334,15 @@ def _read_jsonl(fs, path: str, rel: str, src: ResolvedSource, drops: DropCounter
                 drops.add(Drop(f"{rel}:{lineno}", src.name, f"not_{src.spec.keep_if}", where))
                 continue
             doc_id = str(record.get("id", f"{rel}:{lineno}"))
+            prompt = record.get(src.spec.prompt_column) if src.spec.prompt_column else None
+            fields = {col: record[col], src.spec.prompt_column or "prompt": prompt}
+            bad = _SURROGATE_ESCAPE.search(line) and unpaired_surrogate(fields)
+            if bad:
+                drops.add(Drop(doc_id, src.name, "invalid_unicode", f"{where}: {bad}"))
+                continue
             doc = _keep(doc_id, record[col], src, drops, where)
             if doc:
-                _with_prompt(doc, record.get(src.spec.prompt_column) if src.spec.prompt_column else None)
+                _with_prompt(doc, prompt)
                 yield doc
 
 

@@ -82,6 +82,29 @@ def test_jsonl_malformed_lines_are_counted(tmp_path, tiny_tokenizer):
     assert drops.as_dict() == {"empty": 1, "invalid_utf8": 1, "malformed_json": 1, "missing_text": 1, "not_text": 1}
 
 
+def test_jsonl_unpaired_surrogates_are_counted_drops_not_tokenizer_errors(tmp_path, tiny_tokenizer):
+    """A "\\ud800" escape decodes to a lone surrogate, which the tokenizer rejects with a TypeError naming
+    nothing: the reader drops such a line (text or prompt), naming the file, line and character; a valid
+    surrogate pair (an emoji written as two escapes) is ordinary text."""
+    f = tmp_path / "docs.jsonl"
+    good = [json.dumps({"id": f"g{i}", "text": f"def g{i}(x):\n    return x * {i}\n"}) for i in range(40)]
+    bad_text = '{"id": "lone", "text": "s = \'ab\\ud800\'\\n"}'
+    bad_prompt = '{"id": "p", "text": "def h():\\n    pass\\n", "prompt": "def h(\\uDC00"}'
+    emoji = '{"id": "pair", "text": "smile = \'\\ud83d\\ude00\'\\n"}'
+    f.write_text("\n".join(good + [bad_text, bad_prompt, emoji]) + "\n")
+    spec = SourceSpec(uri=str(f), prompt_column="prompt")
+    drops = DropCounter()
+    docs = list(read_documents(resolve_source(spec), drops))
+    assert [d.id for d in docs][-1] == "pair" and docs[-1].text == "smile = '\U0001F600'\n"
+    assert drops.as_dict() == {"invalid_unicode": 2}
+    details = sorted(d.detail for d in drops.examples["invalid_unicode"])
+    assert details == [f"{f}:41: 'text' has an unpaired surrogate \\ud800 at character 7",
+                       f"{f}:42: 'prompt' has an unpaired surrogate \\udc00 at character 6"]
+    store, m = _pack(tmp_path, tiny_tokenizer, [spec])
+    assert m["drops"] == {"invalid_unicode": 2}
+    assert m["sources"][0]["documents"] == 41
+
+
 def test_corrupt_parquet_names_the_file(tmp_path):
     d = tmp_path / "ds"
     d.mkdir()
