@@ -1,23 +1,27 @@
 """Pack end to end against the fastest raw tokenizer call, on the same documents, in the same run.
 
     python bench/bench_pack.py [--source python:stdlib] [--repeats 3] [--max-files N] [--threads N]
+                               [--word-cache auto|on|off]
 
 What is fair. The baseline is what a user who only wants the token stream would write with the fastest
-call `tokenizers` has, `encode_batch_fast` (no offsets; the call pack itself uses): the same documents,
-already in memory, in batches of the same `pack.batch_docs`, with `encode_special_tokens` on as in pack,
-on the same process-wide Rust thread pool (TOKENIZERS_PARALLELISM=true, all cores), plus the minimal work
-that gives the same token stream: each batch's ids as one int32 array with an EOS after each document
-(pack's own `eos_joined`, so both sides convert ids alike; each baseline's stream is checked to hold as
-many tokens as pack's). Pack is timed end to end on top of that: read the files, tokenize the source
-shards (on its usual `threads` shard threads, sharing that Rust pool), drop too-large/too-long documents,
-each document's token entropy, split, weight, shuffle, cut rows, write zstd Parquet shards to a fresh
-local store (a fresh seed each run: never a reuse) and hash them.
+call `tokenizers` has, `encode_batch_fast` (no offsets): the same documents, already in memory, in batches
+of the same `pack.batch_docs`, with `encode_special_tokens` on as in pack, on the same process-wide Rust
+thread pool (TOKENIZERS_PARALLELISM=true, all cores), plus the minimal work that gives the same token
+stream: each batch's ids as one int32 array with an EOS after each document (each baseline's stream is
+checked to hold as many tokens as pack's; tests/test_pack_word_cache.py checks the ids are the same).
+Pack is timed end to end on top of that: read the files, tokenize the source shards (on its usual
+`threads` shard threads), drop too-large/too-long documents, each document's token entropy, split,
+weight, shuffle, cut rows, write zstd Parquet shards to a fresh local store (a fresh seed each run: never a
+reuse) and hash them.
+
+Pack encodes ASCII text through its word cache (tasks/pack/word_cache.py, `pack.word_cache`): each
+distinct piece goes through the tokenizer once. The cache is emptied before every pack run, so each run
+pays for its new pieces as a fresh process does; `--word-cache off` times pack with the tokenizer alone.
 
 Pack's shards (`pack.shard_bytes` of source files each) also cut its batches: a batch never spans two
 shards, so pack's batches are smaller than `batch_docs` documents over the whole corpus. A second baseline,
 "pack's batches", encodes exactly pack's batches (shard by shard, `batch_docs` at most) one after another
-in one thread: the tokenizer work held identical, its ratio is what pack's other work and its shard
-threads cost or gain. The target (>= 1.0) is on the first, the raw call as a user writes it.
+in one thread. The target (>= 1.0) is on the first, the raw call as a user writes it.
 
 The sides are timed in turn, their order rotated each run (so drift in the machine's load hits all),
 and each run prints its wall-clock ratios, its CPU-seconds ratios (all threads of this process: the
@@ -35,6 +39,7 @@ import statistics
 import sys
 import tempfile
 import time
+from itertools import chain
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -45,7 +50,8 @@ from primer.config import SourceSpec, StoreConfig, TokenizerConfig, load_config 
 from primer.documents import DropCounter  # noqa: E402
 from primer.store import open_store  # noqa: E402
 from tasks.pack import pack_documents  # noqa: E402
-from tasks.pack.encode import eos_joined, plan_shards  # noqa: E402
+from tasks.pack.encode import plan_shards  # noqa: E402
+from tasks.pack.word_cache import clear_word_caches  # noqa: E402
 from tasks.sources import read_documents, resolve_source  # noqa: E402
 from tasks.tokenizer import prepare_tokenizer  # noqa: E402
 
@@ -61,7 +67,9 @@ def baseline(tokenizer, batches: list[list[str]], eos_id: int) -> np.ndarray:
     parts = []
     for batch in batches:
         encodings = tokenizer.encode_batch_fast(batch)
-        parts.append(eos_joined(encodings, np.fromiter(map(len, encodings), np.int64, len(encodings)) + 1, eos_id)[0])
+        n = np.fromiter(map(len, encodings), np.int64, len(encodings)) + 1  # + EOS
+        body = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int32, int(n.sum()) - len(n))
+        parts.append(np.insert(body, np.cumsum(n - 1), eos_id))
     return np.concatenate(parts)
 
 
@@ -75,6 +83,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--max-files", type=int, default=0, help="only the source's first N files (quick runs)")
     ap.add_argument("--threads", type=int, default=0, help="pack's shard threads (default: pack's own)")
+    ap.add_argument("--word-cache", default="auto", choices=("auto", "on", "off"), help="pack.word_cache")
     args = ap.parse_args()
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
 
@@ -97,7 +106,8 @@ def main() -> None:
         # warm-up of every side (imports, the tokenizer's first calls), untimed
         n_tokens = baseline(tokenizer, sides["encode_batch_fast"], ref.eos_id).size
         warm = dataclasses.replace(src, files=src.files[:20])
-        pack_documents(store, load_config("tiny", {"pack.seed": 999}).pack, tokenizer, ref, [warm])
+        warm_cfg = load_config("tiny", {"pack.seed": 999, "pack.word_cache": args.word_cache}).pack
+        pack_documents(store, warm_cfg, tokenizer, ref, [warm])
         print(f"corpus: {len(texts)} documents, {sum(map(len, texts)) / 1e6:.1f} M chars, "
               f"{n_tokens / 1e6:.2f} M tokens (EOS included); batches of <= {batch_docs} documents: "
               + ", ".join(f"{name} {len(b)}" for name, b in sides.items()))
@@ -108,11 +118,12 @@ def main() -> None:
         for r in range(args.repeats):
             load = os.getloadavg()[0]
             # a fresh seed each run -> a fresh content key -> no reuse of the previous run's output
-            pcfg = load_config("tiny", {"pack.seed": 1000 + r}).pack
+            pcfg = load_config("tiny", {"pack.seed": 1000 + r, "pack.word_cache": args.word_cache}).pack
             timed = {}
             for side in order[r % len(order):] + order[:r % len(order)]:
                 t, c = time.perf_counter(), cpu_seconds()
                 if side == "pack":
+                    clear_word_caches()  # cold, as in a new process: pieces seen in earlier runs cost again
                     manifest = pack_documents(store, pcfg, tokenizer, ref, [src], threads=args.threads)
                     assert not manifest["reused"]
                     size = sum(s["tokens"] for s in manifest["sources"])

@@ -134,13 +134,15 @@ def test_rows_carry_a_difficulty_and_curriculum_orders_by_it(tmp_path, corpus_di
     assert not np.array_equal(shuffled.order(0), shuffled.order(1))  # a new permutation each epoch
 
 
-def test_same_bytes_whatever_the_sharding_and_threads(tmp_path, corpus_dir, tiny_tokenizer):
-    """shard_bytes and the number of threads change how the work is cut, never the output (nor its key)."""
+def test_same_bytes_whatever_the_sharding_threads_and_word_cache(tmp_path, corpus_dir, tiny_tokenizer):
+    """shard_bytes, the number of threads and pack.word_cache change how the work is done, never the output
+    (nor its key)."""
     tok, ref = tiny_tokenizer
     src = resolve_source(SourceSpec(uri=str(corpus_dir)))
     outputs = []
-    for i, (shard_bytes, threads) in enumerate([(100_000_000, 1), (40_000, 3)]):
-        cfg = PackConfig(sources=[src.spec], seq_len=64, rows_per_shard=200, shard_bytes=shard_bytes)
+    for i, (shard_bytes, threads, word_cache) in enumerate([(100_000_000, 1, "off"), (40_000, 3, "on")]):
+        cfg = PackConfig(sources=[src.spec], seq_len=64, rows_per_shard=200, shard_bytes=shard_bytes,
+                         word_cache=word_cache)
         from tasks.pack.encode import plan_shards
 
         n_shards = len(plan_shards([src], cfg))

@@ -57,6 +57,12 @@ class PackConfig:
     shard_bytes: int = knob(4_000_000, help="Source files grouped into one tokenization unit up to this many "
                                             "bytes (a Parquet/JSONL file is one unit); units run in parallel "
                                             "on the stage's task runner. Does not change the output.", min=1)
+    word_cache: str = knob("auto", help="Encode ASCII text piece by piece through a cache of each piece's ids "
+                                        "(the tokenizer's own ids, about half its CPU; byte-level BPE "
+                                        "tokenizers only). auto: on with at most 3 cores per process, where "
+                                        "it is faster; its work holds the GIL, so with more cores in one "
+                                        "process the tokenizer alone is faster. Does not change the output.",
+                           choices=("auto", "on", "off"))
     max_doc_bytes: int = knob(8_000_000, help="Documents larger than this many bytes are dropped before "
                                               "tokenizer training and packing (reason: too_large); 0 = no "
                                               "limit.", min=0)

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from itertools import chain
 from typing import Any
 
 import numpy as np
@@ -21,6 +20,8 @@ from primer.settings.pack import PackConfig
 from primer.settings.store import StoreConfig
 from primer.store import filesystem_for
 from primer.tokenizer import TokenizerRef
+from tasks.pack.word_cache import encode_documents
+from tasks.pack.word_cache import wanted as word_cache_wanted
 from tasks.sources import ResolvedSource, read_documents
 
 
@@ -102,8 +103,9 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
         tokenizer = _tokenizer(store_cfg, tok)
     src = plan.source
     out = TokenizedSource(source=src)
+    use_cache = word_cache_wanted(cfg.word_cache)
     # Per batch of kept documents: their ids with an EOS after each (one int32 array), their lengths
-    # (EOS included) and their token entropy; joined once at the end, never one Python int per token kept.
+    # (EOS included) and their token entropy; joined once at the end.
     pieces: list[np.ndarray] = []
     lengths: list[np.ndarray] = []
     entropy: list[np.ndarray] = []
@@ -115,20 +117,19 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
     def flush() -> None:
         if not batch_texts:
             return
-        # A document that contains the literal EOS string must not be cut in two: special tokens inside
-        # the text are encoded as ordinary text, so EOS in a row only ever marks a real document boundary.
-        tokenizer.encode_special_tokens = True
+        # EOS's text inside a document is ordinary text (encode_special_tokens), so EOS in a row only ever
+        # marks a real document boundary. Pieces' ids come from a cache where that is exact (word_cache.py).
+        tokens, n = encode_documents(tokenizer, batch_texts, tok.eos_token, tok.eos_id, use_cache)
         prompts = prompt_ids(tokenizer, batch_prompts) if src.spec.prompt_column else None
-        encodings = tokenizer.encode_batch_fast(batch_texts)
-        n = np.fromiter(map(len, encodings), np.int64, len(encodings)) + 1  # + EOS
-        kept = np.arange(len(encodings))
+        kept = np.arange(len(n))
         if cfg.max_doc_tokens and n.max() > cfg.max_doc_tokens:
             for i in np.flatnonzero(n > cfg.max_doc_tokens):
                 out.drops.add(Drop(batch_ids[i], src.name, "too_long",
                                    f"{n[i]} tokens > pack.max_doc_tokens={cfg.max_doc_tokens}"))
             kept = np.flatnonzero(n <= cfg.max_doc_tokens)
+            tokens = tokens[np.repeat(n <= cfg.max_doc_tokens, n)]
             n = n[kept]
-        tokens, offsets = eos_joined([encodings[i] for i in kept], n, tok.eos_id)
+        offsets = np.concatenate([[0], np.cumsum(n)])
         pieces.append(tokens)
         lengths.append(n)
         entropy.append(token_entropy(tokens, offsets))
@@ -158,13 +159,6 @@ def tokenize_shard(plan: ShardPlan, tok: TokenizerRef, cfg: PackConfig, store_cf
     if src.spec.prompt_column:
         out.prompt_tokens = np.array(prompt_lengths, dtype=np.int64)
     return out
-
-
-def eos_joined(encodings: list[Any], lengths: np.ndarray, eos_id: int) -> tuple[np.ndarray, np.ndarray]:
-    """The documents' ids, each followed by EOS, as one int32 array, and its offsets (document j is
-    tokens[off[j]:off[j+1]]). `lengths` are the documents' token counts + 1 (their EOS)."""
-    body = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int32, int(lengths.sum()) - len(lengths))
-    return np.insert(body, np.cumsum(lengths - 1), eos_id), np.concatenate([[0], np.cumsum(lengths)])
 
 
 def prompt_ids(tokenizer: Tokenizer, prompts: list[str | None]) -> list[list[int]]:

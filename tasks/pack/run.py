@@ -40,7 +40,7 @@ from tasks.sources import ResolvedSource
 # fingerprint only (stage outputs by their manifest's file hashes), the tokenizer by its content sha256.
 PACK_VERSION = 3
 # Settings that change how the work is cut into units, not the bytes written: never part of the key.
-_NOT_IN_KEY = ("sources", "batch_docs", "shard_bytes")
+_NOT_IN_KEY = ("sources", "batch_docs", "shard_bytes", "word_cache")
 log = logging.getLogger("primer.pack")
 
 
