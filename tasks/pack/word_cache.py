@@ -22,8 +22,8 @@ Only for tokenizers where this is exact (`supports`): no normalizer; a ByteLevel
 regex and without a prefix space; a BPE model without dropout; no post-processor that adds tokens; no
 truncation or padding; every added token special (pack encodes with `encode_special_tokens` on, so none is
 matched inside a text) and EOS among them, stripping nothing. Any other tokenizer encodes documents whole.
-As a guard against a `tokenizers` release that splits differently, each batch also encodes its first
-document with the tokenizer: on any difference the batch is encoded whole and the cache is switched off
+As a guard against a `tokenizers` release that splits differently, each batch also encodes one of its
+documents with the tokenizer: on any difference the batch is encoded whole and the cache is switched off
 for that tokenizer, with a warning.
 
 Its work holds the GIL, so it pays where a process has few cores (`pack.word_cache`, `wanted`).
@@ -58,6 +58,9 @@ MAX_PIECES = 1 << 20
 # core. So `pack.word_cache=auto` uses it up to this many cores per process (a task runner with one worker
 # process per core: `pack.word_cache=on`).
 AUTO_MAX_CORES = 3
+# The guard's document per batch: the first this short (a few ms of the tokenizer), so the check stays
+# a small share of a batch whatever its first document's size.
+_CHECK_CHARS = 100_000
 # Pieces per tokenizer input when encoding a batch's new pieces: several inputs per core for its threads.
 _PIECES_PER_INPUT = 4096
 
@@ -190,9 +193,12 @@ class WordCache:
         return fresh, kept
 
     def _check(self, texts: list[str], out: list[bytes]) -> None:
-        """The batch's first text against the tokenizer; on a difference, encode the batch whole and stop
-        using the cache."""
-        if not texts or int32_bytes(self.tokenizer.encode_batch_fast(texts[:1])[0].ids) == out[0]:
+        """The batch's first text of at most `_CHECK_CHARS` characters (else its first) against the tokenizer;
+        on a difference, encode the batch whole and stop using the cache."""
+        if not texts:
+            return
+        i = next((i for i, t in enumerate(texts) if len(t) <= _CHECK_CHARS), 0)
+        if int32_bytes(self.tokenizer.encode_batch_fast([texts[i]])[0].ids) == out[i]:
             return
         self.enabled = False
         log.warning("pack: the word cache's ids differ from the tokenizer's on a document; encoding whole "
