@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import random
+import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -210,10 +211,16 @@ def status_detail(e: Any) -> str:
     return f"HTTP {e.status_code}: {secrets.redact(str(getattr(e, 'message', e)))[:300]}".replace("\n", " ")
 
 
+# Half of a UTF-16 pair on its own: JSON can carry one ("\ud83d" without its partner, from a server that cut
+# a character in two), and it is no character: no UTF-8 writer (the ledger, Parquet, the tokenizer) takes it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
 def parse_completion(data: Any, api: str, messages: list[dict[str, Any]]) -> tuple[str, int, int, str | None]:
     """(text, prompt_tokens, completion_tokens, finish_reason) of an OpenAI answer body; raises KeyError,
     IndexError, TypeError, AttributeError or ValueError on a malformed one. Usage is estimated (characters
-    / 4) when the server omits it, so budgets still work."""
+    / 4) when the server omits it, so budgets still work. A lone surrogate in the text becomes U+FFFD, as
+    a UTF-8 decoder does with a broken sequence: the answer was paid for, and it is kept."""
     choice = data["choices"][0]
     text = choice["message"]["content"] if api == "chat" else choice["text"]
     if text is not None and not isinstance(text, str):
@@ -222,6 +229,8 @@ def parse_completion(data: Any, api: str, messages: list[dict[str, Any]]) -> tup
     usage = data.get("usage") or {}
     pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     text = text or ""
+    if not text.isascii():
+        text = _LONE_SURROGATE.sub("\ufffd", text)
     if not usage:
         pt, ct = _prompt_chars(messages) // 4 + 1, len(text) // 4 + 1
     return text, pt, ct, finish

@@ -41,6 +41,18 @@ from primer.store import ArtifactStore
 log = logging.getLogger("primer.teacher")
 
 
+def record_line(record: dict[str, Any]) -> str:
+    """One JSON line for a record, always encodable as UTF-8: a string holding a lone surrogate (which UTF-8
+    cannot carry) is written with JSON escapes instead, which read back as the very same string."""
+    line = json.dumps(record, ensure_ascii=False, sort_keys=True)
+    if not line.isascii():
+        try:
+            line.encode("utf-8")
+        except UnicodeEncodeError:
+            line = json.dumps(record, sort_keys=True)
+    return line + "\n"
+
+
 class Ledger:
     def __init__(self, store: ArtifactStore, name: str, commit_every: int = 64, commit_interval_s: float = 5.0,
                  compact_above: int = 256, journal_dir: str | Path | None = None):
@@ -178,7 +190,7 @@ class Ledger:
         """Buffer one answer. Returns True when a flush is due (by count or by time)."""
         self.load()
         record = {**record, "ts": record.get("ts") or round(time.time(), 3)}
-        line = json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n"
+        line = record_line(record)
         with self._lock:
             assert self._records is not None
             self._journal_write(line)   # durable before anyone learns the answer arrived
@@ -235,7 +247,7 @@ class Ledger:
 
     def _write_part(self, batch: list[dict[str, Any]]) -> str:
         name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:8]}.jsonl"
-        data = "".join(json.dumps(r, ensure_ascii=False, sort_keys=True) + "\n" for r in batch).encode()
+        data = "".join(map(record_line, batch)).encode()
         uri = self.store.uri("ledgers", self.name, "parts", name)
         try:
             self.store.write_bytes(uri, data)

@@ -207,3 +207,32 @@ def test_concurrency_is_bounded(openai_server, teacher_config):
     teacher = Teacher(teacher_config)
     teacher.run_sync(_reqs(teacher, 20))
     assert openai_server.stats.max_in_flight == 4
+
+
+def test_an_answer_with_a_lone_surrogate_is_kept_ledgered_and_never_paid_twice(openai_server, teacher_config,
+                                                                                 local_store):
+    """A server that cuts a character in two sends half a UTF-16 pair ("\\ud83d"): the answer (paid for) is
+    kept with U+FFFD in its place, written to the ledger, and a resumed run reads it from there. Before, the
+    ledger's UTF-8 write raised UnicodeEncodeError: the answer was lost and re-paid on every resume."""
+    openai_server.responder = lambda req: "broken \ud83d emoji, whole \U0001F600 emoji"
+    t1 = Teacher(teacher_config, Ledger(local_store, "u"))
+    [a] = t1.run_sync(_reqs(t1, 1))
+    assert a.ok and a.text == "broken \ufffd emoji, whole \U0001F600 emoji"
+    t2 = Teacher(teacher_config, Ledger(local_store, "u"))  # a fresh process would do this
+    [b] = t2.run_sync(_reqs(t2, 1))
+    assert b.cached and b.text == a.text
+    assert openai_server.stats.total == 1
+
+
+def test_ledger_lines_carry_any_python_string(local_store):
+    """A record whose strings UTF-8 cannot encode (a lone surrogate) is written with JSON escapes and reads
+    back as the same string; other records keep their characters as UTF-8."""
+    ledger = Ledger(local_store, "s")
+    ledger.add({"key": "k1", "text": "half \udc00 pair"})
+    ledger.add({"key": "k2", "text": "café"})
+    ledger.flush()
+    again = Ledger(local_store, "s").load()
+    assert again["k1"]["text"] == "half \udc00 pair" and again["k2"]["text"] == "café"
+    parts = local_store.fs.find(local_store.path("ledgers", "s", "parts"))
+    data = b"".join(local_store.fs.cat_file(p) for p in parts)
+    assert b"\\udc00" in data and "café".encode() in data
