@@ -8,9 +8,15 @@ short machine-readable `reason`, counted in the stage's stats and kept in an exc
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
+
+
+# Half of a UTF-16 pair on its own (JSON can carry one: "\ud83d" without its partner). It is no character,
+# and no UTF-8 consumer (Parquet, the tokenizer, the teacher ledger, the sandbox) takes it.
+LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass

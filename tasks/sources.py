@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from primer import secrets
 from primer.config import SourceSpec, StoreConfig
-from primer.documents import Document, Drop, DropCounter
+from primer.documents import LONE_SURROGATE, Document, Drop, DropCounter
 from primer.errors import InputError, StoreError, TransientError, is_transient
 from primer.store import MANIFEST, Output, filesystem_for, open_store
 
@@ -295,19 +295,17 @@ def _read_source_file(fs, path: str, rel: str, src: ResolvedSource, drops: DropC
         yield doc
 
 
-# A JSON "\\ud800"-style escape: json.loads turns an unpaired one into a lone surrogate, which no UTF-8
-# consumer (the tokenizer, Parquet, the sandbox) accepts. Only lines that have one are checked.
+# A JSON "\\ud800"-style escape: json.loads turns an unpaired one into a lone surrogate (LONE_SURROGATE).
+# Only lines that have such an escape are checked.
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 def unpaired_surrogate(fields: dict[str, object]) -> str | None:
-    """What is wrong with the first string field that UTF-8 cannot encode (a lone surrogate), or None."""
+    """What is wrong with the first string field holding a lone surrogate, or None."""
     for name, value in fields.items():
-        if isinstance(value, str):
-            try:
-                value.encode("utf-8")
-            except UnicodeEncodeError as e:
-                return f"{name!r} has an unpaired surrogate \\u{ord(value[e.start]):04x} at character {e.start}"
+        m = LONE_SURROGATE.search(value) if isinstance(value, str) else None
+        if m:
+            return f"{name!r} has an unpaired surrogate \\u{ord(m.group()):04x} at character {m.start()}"
     return None
 
 
@@ -335,8 +333,8 @@ def _read_jsonl(fs, path: str, rel: str, src: ResolvedSource, drops: DropCounter
                 continue
             doc_id = str(record.get("id", f"{rel}:{lineno}"))
             prompt = record.get(src.spec.prompt_column) if src.spec.prompt_column else None
-            fields = {col: record[col], src.spec.prompt_column or "prompt": prompt}
-            bad = _SURROGATE_ESCAPE.search(line) and unpaired_surrogate(fields)
+            bad = _SURROGATE_ESCAPE.search(line) and unpaired_surrogate(
+                {col: record[col], src.spec.prompt_column or "prompt": prompt})
             if bad:
                 drops.add(Drop(doc_id, src.name, "invalid_unicode", f"{where}: {bad}"))
                 continue

@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import random
-import re
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -38,6 +37,7 @@ from typing import Any, Callable
 import aiohttp
 
 from primer import dashboard, secrets
+from primer.documents import LONE_SURROGATE
 from primer.errors import ConfigError, PrimerError
 from primer.settings.synth import TeacherConfig
 from primer.teacher.ledger import Ledger
@@ -211,11 +211,6 @@ def status_detail(e: Any) -> str:
     return f"HTTP {e.status_code}: {secrets.redact(str(getattr(e, 'message', e)))[:300]}".replace("\n", " ")
 
 
-# Half of a UTF-16 pair on its own: JSON can carry one ("\ud83d" without its partner, from a server that cut
-# a character in two), and it is no character: no UTF-8 writer (the ledger, Parquet, the tokenizer) takes it.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def parse_completion(data: Any, api: str, messages: list[dict[str, Any]]) -> tuple[str, int, int, str | None]:
     """(text, prompt_tokens, completion_tokens, finish_reason) of an OpenAI answer body; raises KeyError,
     IndexError, TypeError, AttributeError or ValueError on a malformed one. Usage is estimated (characters
@@ -230,7 +225,7 @@ def parse_completion(data: Any, api: str, messages: list[dict[str, Any]]) -> tup
     pt, ct = int(usage.get("prompt_tokens") or 0), int(usage.get("completion_tokens") or 0)
     text = text or ""
     if not text.isascii():
-        text = _LONE_SURROGATE.sub("\ufffd", text)
+        text = LONE_SURROGATE.sub("\ufffd", text)  # from a server that cut a character in two
     if not usage:
         pt, ct = _prompt_chars(messages) // 4 + 1, len(text) // 4 + 1
     return text, pt, ct, finish

@@ -20,8 +20,7 @@ from primer.settings.pack import PackConfig
 from primer.settings.store import StoreConfig
 from primer.store import filesystem_for
 from primer.tokenizer import TokenizerRef
-from tasks.pack.word_cache import encode_documents
-from tasks.pack.word_cache import wanted as word_cache_wanted
+from tasks.pack.word_cache import encode_documents, wanted as word_cache_wanted
 from tasks.sources import ResolvedSource, read_documents
 
 

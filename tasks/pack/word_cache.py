@@ -140,7 +140,7 @@ class WordCache:
         others to the tokenizer."""
         self.tokenizer.encode_special_tokens = True
         if not self.enabled:
-            return [int32_bytes(enc.ids) for enc in self.tokenizer.encode_batch_fast(texts)]
+            return encode_whole(self.tokenizer, texts)
         get = self.ids.get
         parts: list[list[bytes | None]] = [[] for _ in texts]  # per text, its pieces' / segments' ids
         misses: list[tuple[int, int, list[str]]] = []  # (text, first slot, its pieces): some not cached yet
@@ -166,8 +166,8 @@ class WordCache:
             for i, first, words in misses:
                 parts[i][first:first + len(words)] = map(look, words)
         if whole_texts:
-            for (i, slot), enc in zip(whole, self.tokenizer.encode_batch_fast(whole_texts)):
-                parts[i][slot] = int32_bytes(enc.ids)
+            for (i, slot), ids in zip(whole, encode_whole(self.tokenizer, whole_texts)):
+                parts[i][slot] = ids
         out = [b"".join(p) for p in parts]  # type: ignore[arg-type]
         self._check(texts, out)
         return out
@@ -182,7 +182,7 @@ class WordCache:
             ids = np.array(enc.ids, dtype=np.int32)
             ends = np.flatnonzero(ids == self.eos_id)
             if ends.size != len(group):  # a piece that holds EOS's text (never from the pattern): one by one
-                fresh.update((w, int32_bytes(e.ids)) for w, e in zip(group, self.tokenizer.encode_batch_fast(group)))
+                fresh.update(zip(group, encode_whole(self.tokenizer, group)))
                 continue
             data = ids.tobytes()
             starts = np.concatenate([[0], ends[:-1] + 1]) * 4
@@ -198,16 +198,21 @@ class WordCache:
         if not texts:
             return
         i = next((i for i, t in enumerate(texts) if len(t) <= _CHECK_CHARS), 0)
-        if int32_bytes(self.tokenizer.encode_batch_fast([texts[i]])[0].ids) == out[i]:
+        if encode_whole(self.tokenizer, texts[i:i + 1])[0] == out[i]:
             return
         self.enabled = False
         log.warning("pack: the word cache's ids differ from the tokenizer's on a document; encoding whole "
                     "documents from now on (tokenizers %s). Please report this.", _tokenizers_version())
-        out[:] = [int32_bytes(enc.ids) for enc in self.tokenizer.encode_batch_fast(texts)]
+        out[:] = encode_whole(self.tokenizer, texts)
 
 
 def int32_bytes(ids: list[int]) -> bytes:
     return np.array(ids, dtype=np.int32).tobytes()
+
+
+def encode_whole(tokenizer: Tokenizer, texts: list[str]) -> list[bytes]:
+    """Each text encoded by the tokenizer itself (as its `encode_special_tokens` says), as int32 bytes."""
+    return [int32_bytes(enc.ids) for enc in tokenizer.encode_batch_fast(texts)]
 
 
 def _tokenizers_version() -> str:
@@ -258,7 +263,10 @@ def encode_documents(tokenizer: Tokenizer, texts: list[str], eos_token: str, eos
         docs = cache.encode(texts)
     else:
         tokenizer.encode_special_tokens = True
-        docs = [int32_bytes(e.ids) for e in tokenizer.encode_batch_fast(texts)]
+        docs = encode_whole(tokenizer, texts)
     eos = int32_bytes([eos_id])
     n = np.fromiter(map(len, docs), np.int64, len(docs)) // 4 + 1  # + EOS
-    return np.frombuffer(bytearray(eos.join(docs) + eos if docs else b""), np.int32), n
+    stream = bytearray(eos).join(docs)
+    if docs:
+        stream += eos
+    return np.frombuffer(stream, np.int32), n
