@@ -75,19 +75,21 @@ def ngram_hashes(tok_hashes: np.ndarray, n: int) -> np.ndarray:
     return splitmix64(acc)
 
 
-def optimal_bands(threshold: float, num_perm: int) -> tuple[int, int]:
-    """(bands, rows) minimizing false positive + false negative mass at `threshold` (as datasketch does)."""
+def optimal_bands(threshold: float, num_perm: int, false_negative_weight: float = 0.5) -> tuple[int, int]:
+    """(bands, rows) minimizing the weighted false positive + false negative mass at `threshold` (as datasketch
+    does; its default weighs both 0.5)."""
+    fp, fn = 1.0 - false_negative_weight, false_negative_weight
     try:
         from datasketch.lsh import _optimal_param
 
-        return tuple(_optimal_param(threshold, num_perm, 0.5, 0.5))  # type: ignore[return-value]
+        return tuple(_optimal_param(threshold, num_perm, fp, fn))  # type: ignore[return-value]
     except Exception:  # private helper moved: a coarse fallback
         best, best_err = (1, num_perm), float("inf")
         for b in range(1, num_perm + 1):
             r = num_perm // b
             xs = np.linspace(0, 1, 201)
             p = 1 - (1 - xs ** r) ** b
-            err = np.trapz(np.where(xs < threshold, p, 1 - p), xs)
+            err = np.trapz(np.where(xs < threshold, fp * p, fn * (1 - p)), xs)
             if err < best_err:
                 best, best_err = (b, r), err
         return best
@@ -104,10 +106,11 @@ class MinHasher:
     that does not depend on the document, so equal documents stay equal and similar ones similar.
     """
 
-    def __init__(self, num_perm: int = 128, shingle_size: int = 5, threshold: float = 0.7, seed: int = 1):
+    def __init__(self, num_perm: int = 128, shingle_size: int = 5, threshold: float = 0.7, seed: int = 1,
+                 false_negative_weight: float = 0.5):
         self.num_perm, self.shingle_size, self.threshold = num_perm, shingle_size, threshold
         self.seed = np.uint64(hash64(f"minhash:{seed}"))
-        self.bands, self.rows = optimal_bands(threshold, num_perm)
+        self.bands, self.rows = optimal_bands(threshold, num_perm, false_negative_weight)
         # densification probes: for empty bin i, attempt t looks at bin probe[t, i] (document-independent)
         attempts = 64
         grid = (np.arange(attempts, dtype=np.uint64)[:, None] << np.uint64(32)) | np.arange(num_perm, dtype=np.uint64)

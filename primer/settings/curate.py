@@ -52,6 +52,10 @@ class CurateConfig:
     shingle_size: int = knob(5, help="Code tokens per shingle for MinHash.", min=1, max=64)
     near_verify: bool = knob(True, help="Confirm each LSH candidate pair by its estimated Jaccard (fewer false "
                                         "positives).")
+    near_exact_margin: float = knob(0.1, help="Candidate pairs whose estimated Jaccard is within this of "
+                                              "`near_threshold` are decided by their exact shingle-set "
+                                              "Jaccard, from the two texts (0 = the estimate decides).",
+                                    min=0.0, max=1.0)
     dedup_buckets: int = knob(4, help="Hash partitions of the dedup signatures (one mapped task each); raise "
                                       "it to bound memory on large inputs.", min=1, max=4096)
     # ---- annotation + quality classifier ------------------------------------------------------------------

@@ -1,14 +1,16 @@
 """Global exact + near-duplicate removal, memory-bounded (datatrove's MinhashDedup, in numpy).
 
-1. Per shard (`MinHasher`, in the filter task): every surviving document gets a global number
+1. Per shard (`curate_hasher`, in the filter task): every surviving document gets a global number
    `doc = shard << 32 | row`, an exact hash of its normalized text and a MinHash signature over code-token
    shingles, cut into LSH bands. `(band, hash, doc)` records are written split into `dedup_buckets` hash
    partitions (exact hashes are band -1); the shard's signatures go to one row-addressable matrix.
 2. Per partition (`bucket_edges` then `verify_edges`, one mapped task each): records with equal
    (band, hash) are candidates; each group becomes a star of edges from its smallest document. The
    partition's near candidate pairs are confirmed by estimated Jaccard right there, against the signatures
-   of its own candidate documents only (read by row from the shards' signature files), and only confirmed
-   pairs are written. A partition holds 1/K of all records and of all candidate pairs, so memory is bounded
+   of its own candidate documents only (read by row from the shards' signature files); pairs whose estimate
+   is within `near_exact_margin` of the threshold are decided by their exact shingle-set Jaccard, from the
+   texts of just those documents (read by record batch from the shards' kept files). Only confirmed pairs
+   are written. A partition holds 1/K of all records and of all candidate pairs, so memory is bounded
    by choosing K.
 3. Once (`cluster`): union-find over duplicate edges only, never signatures or documents. Exact groups keep
    their smallest document; confirmed near pairs are moved onto those kept copies, joined as connected
@@ -34,6 +36,17 @@ from tasks.curate.text import normalize
 
 EXACT_BAND = -1
 SHARD_SHIFT = 32
+# Every LSH candidate pair is verified (its Jaccard estimated, or computed near the threshold), so a false
+# positive costs one check while a false negative is a duplicate kept. Weighing misses 9:1 picks 20 bands x 6
+# rows at 0.7 with 128 permutations: a pair at exactly 0.7 becomes a candidate with probability 0.92, at 0.75
+# 0.98 (datasketch's 1:1 default, 14 x 9, finds 0.44 and 0.66 of them), for 21 records per document
+# instead of 15.
+LSH_FALSE_NEGATIVE_WEIGHT = 0.9
+
+
+def curate_hasher(num_perm: int, shingle_size: int, threshold: float, seed: int) -> MinHasher:
+    """The MinHasher of curate's dedup (recall-weighted LSH bands, see LSH_FALSE_NEGATIVE_WEIGHT)."""
+    return MinHasher(num_perm, shingle_size, threshold, seed, LSH_FALSE_NEGATIVE_WEIGHT)
 
 
 def exact_hash(text: str) -> int:
@@ -125,23 +138,48 @@ def bucket_edges(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     return {"exact_a": a[ex], "exact_b": b[ex], "near_a": near_a, "near_b": near_b}
 
 
-def verify_edges(edges: dict[str, np.ndarray], load_minhash, threshold: float, verify: bool) -> dict[str, np.ndarray]:
-    """One partition's edges with its near candidate pairs confirmed: only pairs whose estimated Jaccard is at
-    least `threshold` stay, with it in `near_sim` (1.0 each when `verify` is off); `candidates` counts the
-    pairs checked.
+def exact_jaccard(a: np.ndarray, b: np.ndarray) -> float:
+    """Jaccard similarity of two sorted, distinct shingle-hash arrays (`MinHasher.shingles`)."""
+    union = len(a) + len(b)
+    if not union:
+        return 1.0
+    common = len(np.intersect1d(a, b, assume_unique=True))
+    return common / (union - common)
 
-    `load_minhash(docs: sorted int64 array) -> uint32[len(docs), num_perm]` is called once, for this
-    partition's candidate documents only."""
+
+def verify_edges(edges: dict[str, np.ndarray], load_minhash, threshold: float, verify: bool,
+                 load_shingles=None, margin: float = 0.0) -> dict[str, np.ndarray]:
+    """One partition's edges with its near candidate pairs confirmed: only pairs whose Jaccard is at least
+    `threshold` stay, with it in `near_sim` (1.0 each when `verify` is off); `candidates` counts the pairs
+    checked and `exact_checked` those decided by their exact Jaccard.
+
+    The Jaccard is the signatures' estimate (standard error ~sqrt(J(1-J)/num_perm): 0.04 at 0.7 with 128
+    permutations), except for pairs whose estimate is within `margin` of the threshold: those get their exact
+    shingle-set Jaccard, so a pair just over the threshold is not lost (nor one just under it kept) on the
+    estimate's noise. `load_minhash(docs: sorted int64 array) -> uint32[len(docs), num_perm]` is called once,
+    for this partition's candidate documents only; `load_shingles(docs) -> [sorted uint64 array]` once, for
+    the documents of the pairs near the threshold only."""
     a, b = edges["near_a"], edges["near_b"]
     sims = np.ones(len(a))
+    exact = np.zeros(len(a), dtype=bool)
     if verify and len(a):
         nodes, inverse = np.unique(np.concatenate([a, b]), return_inverse=True)
         sigs = np.asarray(load_minhash(nodes))
         sims = (sigs[inverse[: len(a)]] == sigs[inverse[len(a):]]).mean(axis=1)
         del sigs
+        if load_shingles is not None and margin > 0:
+            exact = np.abs(sims - threshold) < margin
+    if exact.any():
+        ea, eb = a[exact], b[exact]
+        nodes, inverse = np.unique(np.concatenate([ea, eb]), return_inverse=True)
+        shingles = load_shingles(nodes)
+        sims[exact] = [exact_jaccard(shingles[i], shingles[j])
+                       for i, j in zip(inverse[: len(ea)].tolist(), inverse[len(ea):].tolist())]
+        del shingles
     ok = sims >= threshold
     return {"exact_a": edges["exact_a"], "exact_b": edges["exact_b"], "near_a": a[ok], "near_b": b[ok],
-            "near_sim": sims[ok], "candidates": np.array(len(a), dtype=np.int64)}
+            "near_sim": sims[ok], "candidates": np.array(len(a), dtype=np.int64),
+            "exact_checked": np.array(int(exact.sum()), dtype=np.int64)}
 
 
 @dataclass
@@ -152,9 +190,10 @@ class DedupResult:
     exact_kept: np.ndarray                     # ... this (smaller) doc
     near_removed: np.ndarray                   # int64 docs in a near-duplicate cluster ...
     near_kept: np.ndarray                      # ... whose smallest doc is this
-    near_sim: np.ndarray                       # best estimated Jaccard of the removed doc to a neighbour
+    near_sim: np.ndarray                       # best Jaccard of the removed doc to a neighbour (verify_edges)
     candidates: int = 0
     confirmed: int = 0
+    exact_checked: int = 0
 
     @property
     def exact(self) -> dict[int, int]:
@@ -221,17 +260,19 @@ def cluster(edges: Iterable[dict[str, np.ndarray]], threshold: float) -> DedupRe
     connected components of the confirmed pairs after moving each pair onto the kept copies of exact
     duplicates (scipy's union-find on a sparse graph); each keeps its smallest doc, the first copy in
     source/file order, so the result does not depend on how partitions were scheduled or how many there are.
-    `candidates` sums the pairs each partition checked; `confirmed` counts distinct confirmed pairs.
+    `candidates` sums the pairs each partition checked (`exact_checked` those decided by exact Jaccard);
+    `confirmed` counts distinct confirmed pairs.
     """
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    exact_a, exact_b, pairs, candidates = [], [], _PairSet(), 0
+    exact_a, exact_b, pairs, candidates, exact_checked = [], [], _PairSet(), 0, 0
     for e in edges:
         exact_a.append(e["exact_a"])
         exact_b.append(e["exact_b"])
         pairs.add(e["near_a"], e["near_b"], e["near_sim"])   # a < b: the head of a group is its smallest doc
         candidates += int(e["candidates"])
+        exact_checked += int(e["exact_checked"])
     ex_removed, ex_kept = _exact_groups(np.concatenate(exact_a) if exact_a else _EMPTY,
                                         np.concatenate(exact_b) if exact_b else _EMPTY)
     del exact_a, exact_b
@@ -246,7 +287,8 @@ def cluster(edges: Iterable[dict[str, np.ndarray]], threshold: float) -> DedupRe
     lo, hi = np.minimum(near_a[keep], near_b[keep]), np.maximum(near_a[keep], near_b[keep])
     lo, hi, sims = _distinct(lo, hi, near_sim[keep])
     del near_a, near_b, near_sim
-    empty = DedupResult(ex_removed, ex_kept, _EMPTY, _EMPTY, np.zeros(0), candidates=candidates)
+    empty = DedupResult(ex_removed, ex_kept, _EMPTY, _EMPTY, np.zeros(0), candidates=candidates,
+                        exact_checked=exact_checked)
     if not len(lo):
         return empty
     nodes, inverse = np.unique(np.stack([lo, hi], axis=1), return_inverse=True)
@@ -262,4 +304,4 @@ def cluster(edges: Iterable[dict[str, np.ndarray]], threshold: float) -> DedupRe
     removed = np.nonzero(root[label] != np.arange(n))[0]
     best = np.where(best[removed] > 0, best[removed], threshold)
     return DedupResult(ex_removed, ex_kept, nodes[removed], nodes[root[label[removed]]], best,
-                       candidates=candidates, confirmed=len(lo))
+                       candidates=candidates, confirmed=len(lo), exact_checked=exact_checked)

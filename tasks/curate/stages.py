@@ -37,17 +37,21 @@ from tasks.curate import quality
 from tasks.curate.embed import embedder_for
 from tasks.curate.filters import FilterChain, StepCount, default_filters, nbytes, split_reason
 from tasks.curate.text import sha256_text
-from tasks.curate.work import Work, load_removed, read_arrow, read_npy_rows, shard_name, write_table_bytes
+from tasks.curate.work import (Work, load_removed, read_arrow, read_arrow_rows, read_npy_rows, shard_name,
+                               write_table_bytes)
 from tasks.sources import ResolvedSource, read_documents, resolve_source
 
 log = logging.getLogger("primer.curate")
-STAGE_VERSION = 3
+STAGE_VERSION = 4  # 4: recall-weighted LSH bands, exact Jaccard near the threshold
 DOC_SCHEMA = pa.schema([
     ("id", pa.string()), ("text", pa.string()), ("source", pa.string()), ("quality", pa.float32()),
     ("annotation", pa.float32()), ("bytes", pa.int64()), ("lines", pa.int32()), ("sha256", pa.string()),
 ])
 KEPT_SCHEMA = pa.schema([("id", pa.string()), ("source", pa.string()), ("text", pa.string()),
                          ("bytes", pa.int64()), ("lines", pa.int32()), ("sha256", pa.string())])
+# kept.arrow is written in record batches of ~32 kB of text, so dedup reads the few texts it checks exactly
+# with one small ranged read each, not the whole shard.
+KEPT_BATCH_BYTES = 32_768
 EXCLUSION_SCHEMA = pa.schema([
     ("id", pa.string()), ("source", pa.string()), ("reason", pa.string()), ("detail", pa.string()),
     ("duplicate_of", pa.string()), ("bytes", pa.int64()), ("text", pa.string()),
@@ -248,7 +252,7 @@ def filter_shard(plan: ShardPlan, cfg: CurateConfig, store_cfg: StoreConfig, key
             else:
                 readable.append(f)
     chain = FilterChain(default_filters(cfg), DropCounter())
-    hasher = dd.MinHasher(cfg.num_perm, cfg.shingle_size, cfg.near_threshold, cfg.seed)
+    hasher = dd.curate_hasher(cfg.num_perm, cfg.shingle_size, cfg.near_threshold, cfg.seed)
     kept: dict[str, list[Any]] = {name: [] for name in KEPT_SCHEMA.names}
     reader = read_documents(dataclasses.replace(src, files=readable), reader_drops, store_cfg)
     seen_reader_drops = 0
@@ -278,7 +282,7 @@ def filter_shard(plan: ShardPlan, cfg: CurateConfig, store_cfg: StoreConfig, key
         excluded.append(_exclusion(drop.id, drop.source, drop.reason, drop.detail, size, None, cap))
     # survivors, drops, signatures (in that order), then the marker
     kept_table = pa.table(kept, schema=KEPT_SCHEMA)
-    store.write_bytes(work.shard(plan.index, "kept.arrow"), write_table_bytes(kept_table))
+    store.write_bytes(work.shard(plan.index, "kept.arrow"), write_table_bytes(kept_table, KEPT_BATCH_BYTES))
     store.write_bytes(work.shard(plan.index, "ids.arrow"), write_table_bytes(kept_table.select(["id", "source"])))
     store.write_bytes(work.shard(plan.index, "drops.arrow"),
                       write_table_bytes(pa.Table.from_pylist(excluded, schema=EXCLUSION_SCHEMA)))
@@ -318,14 +322,27 @@ def load_signatures(store, work: Work, docs: np.ndarray, num_perm: int) -> np.nd
     return out
 
 
+def load_shingles(store, work: Work, docs: np.ndarray, hasher: dd.MinHasher) -> list[np.ndarray]:
+    """The shingle hashes of these docs only, from their texts read by record batch from each shard's kept file."""
+    out: list[np.ndarray] = [np.zeros(0, np.uint64)] * len(docs)
+    shard_of, rows = docs >> dd.SHARD_SHIFT, docs & 0xFFFFFFFF
+    for sh in np.unique(shard_of).tolist():
+        where = np.nonzero(shard_of == sh)[0]
+        texts = read_arrow_rows(store, work.shard(sh, "kept.arrow"), rows[where], "text")
+        for i, text in zip(where.tolist(), texts):
+            out[i] = hasher.shingles(text)
+    return out
+
+
 def _bucket_stats(k: int, e: dict[str, np.ndarray]) -> dict[str, int]:
     return {"bucket": k, "exact_edges": len(e["exact_a"]), "near_candidates": int(e["candidates"]),
-            "near_confirmed": len(e["near_a"])}
+            "near_exact_checked": int(e["exact_checked"]), "near_confirmed": len(e["near_a"])}
 
 
 def dedup_bucket(k: int, shards: list[int], cfg: CurateConfig, key: str, store_cfg: StoreConfig) -> dict[str, int]:
     """Partition k: candidate edges from every shard's records, near pairs confirmed against the signatures
-    of this partition's candidate documents only; writes the duplicate edges (`dedup/edges-<k>.npz`)."""
+    of this partition's candidate documents only (and, near the threshold, against their texts); writes the
+    duplicate edges (`dedup/edges-<k>.npz`)."""
     store = open_store(store_cfg)
     work = Work(store, key)
     out_uri = work.at("dedup", f"edges-{k:04d}.npz")
@@ -334,8 +351,10 @@ def dedup_bucket(k: int, shards: list[int], cfg: CurateConfig, key: str, store_c
     parts = [dd.from_npz(store.read_bytes(work.shard(s, f"bucket-{k:04d}.npz"))) for s in shards]
     edges = dd.bucket_edges(parts)
     del parts
+    hasher = dd.curate_hasher(cfg.num_perm, cfg.shingle_size, cfg.near_threshold, cfg.seed)
     verified = dd.verify_edges(edges, lambda docs: load_signatures(store, work, docs, cfg.num_perm),
-                               cfg.near_threshold, cfg.near_verify)
+                               cfg.near_threshold, cfg.near_verify,
+                               lambda docs: load_shingles(store, work, docs, hasher), cfg.near_exact_margin)
     store.write_bytes(out_uri, dd.to_npz(**verified))
     return _bucket_stats(k, verified)
 
@@ -377,7 +396,7 @@ def dedup_cluster(shards: list[int], cfg: CurateConfig, key: str, store_cfg: Sto
         removed[sh].append((r, "exact_duplicate", f"same normalized text as {names[kept]}", names[kept]))
     for d, kept, sim in zip(result.near_removed.tolist(), result.near_kept.tolist(), result.near_sim.tolist()):
         sh, r = _shard_of(d)
-        removed[sh].append((r, "near_duplicate", f"estimated Jaccard {sim:.2f} with {names[kept]}", names[kept]))
+        removed[sh].append((r, "near_duplicate", f"Jaccard {sim:.2f} with {names[kept]}", names[kept]))
     for sh in shards:
         rows = sorted(removed.get(sh, []))
         table = pa.table({"row": pa.array([x[0] for x in rows], pa.int64()),
@@ -386,7 +405,8 @@ def dedup_cluster(shards: list[int], cfg: CurateConfig, key: str, store_cfg: Sto
                           "duplicate_of": pa.array([x[3] for x in rows], pa.string())})
         store.write_bytes(work.at("dedup", f"removed-{shard_name(sh)}.arrow"), write_table_bytes(table))
     summary = {"exact_duplicates": len(result.exact_removed), "near_duplicates": len(result.near_removed),
-               "near_pairs_checked": result.candidates, "near_confirmed_pairs": result.confirmed,
+               "near_pairs_checked": result.candidates, "near_pairs_exact_checked": result.exact_checked,
+               "near_confirmed_pairs": result.confirmed,
                "seconds": round(time.time() - t0, 3)}
     store.write_json(marker_uri, summary)
     return summary

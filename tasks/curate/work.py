@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from primer.store import ArtifactStore
 
@@ -49,16 +50,55 @@ class Work:
             pass
 
 
-def write_table_bytes(table: pa.Table) -> bytes:
-    """An Arrow IPC file (work files: fast to write and to read back whole)."""
+BATCH_STARTS = b"batch_starts"
+
+
+def write_table_bytes(table: pa.Table, batch_bytes: int = 0, sized_by: str = "text") -> bytes:
+    """An Arrow IPC file (work files: fast to write and to read back whole). With `batch_bytes`, consecutive rows
+    go in record batches of about that many bytes of `sized_by` (a larger row alone), and the schema lists
+    each batch's first row, so `read_arrow_rows` can read a few rows without the rest."""
     sink = io.BytesIO()
+    starts = [0]
+    if batch_bytes and table.num_rows:
+        size = 0
+        for row, n in enumerate(pc.binary_length(table[sized_by]).to_numpy(zero_copy_only=False).tolist()):
+            if size and size + n > batch_bytes:
+                starts.append(row)
+                size = 0
+            size += n
+        meta = {**(table.schema.metadata or {}), BATCH_STARTS: ",".join(map(str, starts)).encode()}
+        table = table.replace_schema_metadata(meta).combine_chunks()
     with pa.ipc.new_file(sink, table.schema) as w:
-        w.write_table(table)
+        if len(starts) > 1:
+            for lo, hi in zip(starts, [*starts[1:], table.num_rows]):
+                w.write_table(table.slice(lo, hi - lo))
+        else:
+            w.write_table(table)
     return sink.getvalue()
 
 
 def read_arrow(store: ArtifactStore, uri: str) -> pa.Table:
     return pa.ipc.open_file(pa.BufferReader(store.read_bytes(uri))).read_all()
+
+
+def read_arrow_rows(store: ArtifactStore, uri: str, rows: np.ndarray, column: str) -> list[Any]:
+    """`column` at `rows` of an IPC file written with `batch_bytes`, reading only the record batches that hold
+    them (ranged reads on object storage); a file without batch starts is read whole."""
+    rows = np.asarray(rows, dtype=np.int64)
+    # small blocks: object stores' file objects read ahead megabytes by default, for one ~32 kB batch
+    with store.fs.open(store.to_path(uri), "rb", block_size=1 << 16) as f:
+        reader = pa.ipc.open_file(f)
+        listed = (reader.schema.metadata or {}).get(BATCH_STARTS)
+        if listed is None or reader.num_record_batches != len(listed.split(b",")):
+            return reader.read_all().column(column).take(pa.array(rows)).to_pylist()
+        starts = np.array(listed.split(b","), dtype=np.int64)
+        batch_of = np.searchsorted(starts, rows, side="right") - 1
+        out: list[Any] = [None] * len(rows)
+        for b in np.unique(batch_of).tolist():
+            values = reader.get_batch(b).column(column)
+            for i in np.nonzero(batch_of == b)[0].tolist():
+                out[i] = values[int(rows[i] - starts[b])].as_py()
+        return out
 
 
 def read_npy_rows(store: ArtifactStore, uri: str, rows: np.ndarray, gap_bytes: int = 1 << 16) -> np.ndarray:

@@ -15,12 +15,14 @@ import pytest
 from primer.config import StoreConfig
 from primer.store import open_store
 from tasks.curate import dedup as dd
-from tasks.curate.work import read_npy_rows
+from tasks.curate.work import read_arrow_rows, read_npy_rows, write_table_bytes
 from tests.curate.conftest import STDLIB, reindent, rename
 
 PACKAGES = ("json", "html", "http", "wsgiref")
 # originals (relative to STDLIB) copied, each with a renamed + re-indented copy elsewhere in the tree
 RENAME = {"value": "val", "name": "label"}  # estimated Jaccard 0.90-0.98 with the original
+# estimated Jaccard 0.69, exact 0.71: a near duplicate only when decided by the texts (test_dedup_exact.py)
+BORDERLINE = ("encodings/utf_16.py", "encodings/utf_32.py")
 NEAR = ("json/decoder.py", "json/encoder.py", "html/parser.py", "http/cookies.py", "wsgiref/handlers.py",
         "wsgiref/validate.py")
 
@@ -38,6 +40,30 @@ def test_read_npy_rows_reads_only_the_wanted_rows(store_cfg, rows):
     assert (got == matrix[rows]).all()
 
 
+@pytest.mark.parametrize("batch_bytes", [0, 1, 100, 1_000_000])
+def test_read_arrow_rows_by_record_batch(store_cfg, batch_bytes):
+    """Rows of a kept file, from the record batches that hold them (or the whole file when written unbatched)."""
+    import pyarrow as pa
+
+    store = open_store(store_cfg)
+    texts = [f"text {i} " * (i % 7) for i in range(1000)]                   # 0 to ~60 bytes each
+    table = pa.table({"id": [f"f{i}" for i in range(1000)], "text": texts})
+    uri = store.uri("t", "kept.arrow")
+    store.write_bytes(uri, write_table_bytes(table, batch_bytes))
+    reader = pa.ipc.open_file(pa.BufferReader(store.read_bytes(uri)))
+    batches = [reader.get_batch(i) for i in range(reader.num_record_batches)]
+    assert pa.Table.from_batches(batches).equals(table.replace_schema_metadata(reader.schema.metadata))
+    if batch_bytes in (0, 1_000_000):
+        assert len(batches) == 1
+    else:  # each batch within the size, or one larger row (and empty ones); batches as few as that allows
+        sizes = [sum(map(len, b.column("text").to_pylist())) for b in batches]
+        assert all(n <= batch_bytes or sum(map(bool, b.column("text").to_pylist())) == 1
+                   for n, b in zip(sizes, batches))
+        assert all(a + b > batch_bytes for a, b in zip(sizes, sizes[1:]))
+    for rows in ([], [0], [999, 0, 64, 63, 500], list(range(3, 1000, 97))):
+        assert read_arrow_rows(store, uri, np.array(rows, dtype=np.int64), "text") == [texts[r] for r in rows]
+
+
 def _texts() -> list[list[str]]:
     """Three shards of real files: originals, their near copies, exact copies (CRLF + trailing spaces) of an
     original and of a near copy, so exact and near clusters overlap across shards."""
@@ -49,7 +75,7 @@ def _texts() -> list[list[str]]:
 
 
 def _dedup(shards: list[list[str]], buckets: int) -> dd.DedupResult:
-    hasher = dd.MinHasher(128, 5, 0.7, seed=1)
+    hasher = dd.curate_hasher(128, 5, 0.7, seed=1)
     sigs = [dd.build_signatures(t, hasher, True) for t in shards]
     parts = [dd.bucket_records(s, sg, buckets, True) for s, sg in enumerate(sigs)]
     loaded: list[int] = []
@@ -98,6 +124,10 @@ def dup_corpus(tmp_path_factory) -> Path:
             dest = root / pkg / path.name
             dest.parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, dest)
+    for rel in BORDERLINE:
+        dest = root / rel
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(STDLIB / rel, dest)
     copies = root / "zz_copies"
     copies.mkdir()
     for i, rel in enumerate(NEAR):
@@ -135,6 +165,9 @@ def test_curate_output_and_cluster_input_whatever_the_partitions(dup_corpus, tmp
         if i % 2:  # the exact copy came first: it is the near duplicate, the near copy its exact duplicate
             assert excl[f"zz_copies/near_{i}.py"]["reason"] == "exact_duplicate"
             assert excl[f"zz_copies/near_{i}.py"]["duplicate_of"].endswith(f"a_exact_{i}.py")
+    border = excl[BORDERLINE[1]]
+    assert border["reason"] == "near_duplicate" and border["duplicate_of"].endswith(BORDERLINE[0]), border
+    assert border["detail"].startswith("Jaccard 0.71 with"), border
     kept = sum(1 for f in files[1] if f.startswith("data/"))
     assert kept > 2  # several shards, so pairs and signatures cross shards
 
@@ -178,7 +211,8 @@ def test_cluster_merges_pairs_repeated_across_partitions():
     want = dd._distinct(lo, hi, sim)
     for chunks_in in (chunks, chunks[::-1]):
         edges = [{"exact_a": np.zeros(0, np.int64), "exact_b": np.zeros(0, np.int64), "near_a": lo[c],
-                  "near_b": hi[c], "near_sim": sim[c], "candidates": np.array(len(c))} for c in chunks_in]
+                  "near_b": hi[c], "near_sim": sim[c], "candidates": np.array(len(c)),
+                  "exact_checked": np.array(0)} for c in chunks_in]
         result = dd.cluster(iter(edges), 0.7)
         assert result.confirmed == len(want[0]) and result.candidates == len(order)
         pairs = dd._PairSet()
