@@ -26,7 +26,7 @@ identical signatures.
 from __future__ import annotations
 
 import io
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -42,6 +42,14 @@ SHARD_SHIFT = 32
 # 0.98 (datasketch's 1:1 default, 14 x 9, finds 0.44 and 0.66 of them), for 21 records per document
 # instead of 15.
 LSH_FALSE_NEGATIVE_WEIGHT = 0.9
+
+
+def by_shard(docs: np.ndarray) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
+    """(shard, positions in `docs`, rows in that shard) for each shard holding some of these global docs."""
+    shard_of, rows = docs >> SHARD_SHIFT, docs & 0xFFFFFFFF
+    for sh in np.unique(shard_of).tolist():
+        where = np.nonzero(shard_of == sh)[0]
+        yield sh, where, rows[where]
 
 
 def curate_hasher(num_perm: int, shingle_size: int, threshold: float, seed: int) -> MinHasher:

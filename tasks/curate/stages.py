@@ -315,21 +315,16 @@ def filter_shard(plan: ShardPlan, cfg: CurateConfig, store_cfg: StoreConfig, key
 def load_signatures(store, work: Work, docs: np.ndarray, num_perm: int) -> np.ndarray:
     """uint32[len(docs), num_perm]: the signatures of these docs only, read by row from each shard's file."""
     out = np.zeros((len(docs), num_perm), dtype=np.uint32)
-    shard_of, rows = docs >> dd.SHARD_SHIFT, docs & 0xFFFFFFFF
-    for sh in np.unique(shard_of).tolist():
-        sel = shard_of == sh
-        out[sel] = read_npy_rows(store, work.shard(sh, "minhash.npy"), rows[sel])
+    for sh, where, rows in dd.by_shard(docs):
+        out[where] = read_npy_rows(store, work.shard(sh, "minhash.npy"), rows)
     return out
 
 
 def load_shingles(store, work: Work, docs: np.ndarray, hasher: dd.MinHasher) -> list[np.ndarray]:
     """The shingle hashes of these docs only, from their texts read by record batch from each shard's kept file."""
     out: list[np.ndarray] = [np.zeros(0, np.uint64)] * len(docs)
-    shard_of, rows = docs >> dd.SHARD_SHIFT, docs & 0xFFFFFFFF
-    for sh in np.unique(shard_of).tolist():
-        where = np.nonzero(shard_of == sh)[0]
-        texts = read_arrow_rows(store, work.shard(sh, "kept.arrow"), rows[where], "text")
-        for i, text in zip(where.tolist(), texts):
+    for sh, where, rows in dd.by_shard(docs):
+        for i, text in zip(where.tolist(), read_arrow_rows(store, work.shard(sh, "kept.arrow"), rows, "text")):
             out[i] = hasher.shingles(text)
     return out
 
@@ -366,12 +361,11 @@ def _shard_of(doc: int) -> tuple[int, int]:
 def _doc_names(store, work: Work, docs: np.ndarray) -> dict[int, str]:
     """`source:id` of each doc, from the shards' small id tables (kept.arrow in a work area from before)."""
     names: dict[int, str] = {}
-    for sh in np.unique(docs >> dd.SHARD_SHIFT).tolist():
+    for sh, where, rows in dd.by_shard(docs):
         uri = work.shard(sh, "ids.arrow")
         t = read_arrow(store, uri if store.exists(uri) else work.shard(sh, "kept.arrow")).select(["id", "source"])
         ids, srcs = t.column("id"), t.column("source")
-        for d in docs[(docs >> dd.SHARD_SHIFT) == sh].tolist():
-            r = d & 0xFFFFFFFF
+        for d, r in zip(docs[where].tolist(), rows.tolist()):
             names[d] = f"{srcs[r].as_py()}:{ids[r].as_py()}"
     return names
 

@@ -69,11 +69,8 @@ def write_table_bytes(table: pa.Table, batch_bytes: int = 0, sized_by: str = "te
         meta = {**(table.schema.metadata or {}), BATCH_STARTS: ",".join(map(str, starts)).encode()}
         table = table.replace_schema_metadata(meta).combine_chunks()
     with pa.ipc.new_file(sink, table.schema) as w:
-        if len(starts) > 1:
-            for lo, hi in zip(starts, [*starts[1:], table.num_rows]):
-                w.write_table(table.slice(lo, hi - lo))
-        else:
-            w.write_table(table)
+        for lo, hi in zip(starts, [*starts[1:], table.num_rows]):
+            w.write_table(table.slice(lo, hi - lo))
     return sink.getvalue()
 
 
